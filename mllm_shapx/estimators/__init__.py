@@ -1,0 +1,60 @@
+"""Shapley estimators: a batched game and a budget in, attributions and standard errors out.
+
+A game is any callable ``bool[m, n] -> float[m]``. Every estimator evaluates it through a
+``CountingGame`` (cache per distinct coalition, exact call count, budget guard), always in batches.
+Budgets (``resolve_budget``) count distinct coalitions, empty and full included; a budget covering
+all 2**n coalitions means exact enumeration for every method (stderr then zeros, not None).
+``exact`` ignores budget arguments.
+"""
+
+from __future__ import annotations
+
+import numbers
+
+import numpy as np
+
+from .budget import minimal_budget, resolve_budget
+from .exact import MAX_EXACT_PLAYERS, exact, exact_values
+from .montecarlo import limited_mc, standard_mc
+from .result import ESTIMANDS, CountingGame, Estimate, check_estimand
+
+__all__ = [
+    "estimate", "Estimate", "CountingGame", "resolve_budget", "minimal_budget", "ESTIMATORS",
+    "BUDGET_FREE", "ESTIMANDS", "MAX_EXACT_PLAYERS", "exact_values",
+]
+
+# name -> fn(counting_game, n, budget, rng, **options) -> Estimate; budget is None for BUDGET_FREE
+# methods and always < 2**n for the others (estimate() enumerates exactly otherwise).
+ESTIMATORS = {
+    "exact": exact,
+    "limited_mc": limited_mc,
+    "standard_mc": standard_mc,
+}
+BUDGET_FREE = frozenset({"exact"})
+
+
+def estimate(method: str, game, n_players: int, *, num_samples=None, fraction=None, linear=None,
+             seed=0, progress=None, **options) -> Estimate:
+    """Explain ``game`` over ``n_players`` with ``method``; see the module docstring.
+
+    ``options``: ``estimand`` ("shapley" default, or "banzhaf"), passed on to the estimator.
+    ``progress``: optional callable(int) told how many new coalitions each game call evaluated.
+    """
+    if method not in ESTIMATORS:
+        raise ValueError(f"unknown estimator {method!r}; known: {', '.join(ESTIMATORS)}")
+    if isinstance(n_players, bool) or not isinstance(n_players, numbers.Integral) or n_players < 1:
+        raise ValueError(f"n_players must be an integer >= 1, got {n_players!r}")
+    n = int(n_players)
+    estimand = check_estimand(options.get("estimand", "shapley"))
+    if method in BUDGET_FREE:
+        budget = None
+        if n > MAX_EXACT_PLAYERS:
+            exact_values(None, n, estimand)  # raises the explanatory ValueError
+    else:
+        budget = resolve_budget(n, num_samples=num_samples, fraction=fraction, linear=linear)
+    counted = CountingGame(game, n, budget=2**n if budget is None else budget, progress=progress)
+    if budget is not None and budget >= 2**n:
+        values = exact_values(counted, n, estimand)
+        return Estimate(values, np.zeros(n), counted.n_evaluations)
+    rng = np.random.default_rng(seed)
+    return ESTIMATORS[method](counted, n, budget, rng, **options)

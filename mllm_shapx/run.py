@@ -1,0 +1,103 @@
+"""The task: execute one run into its directory, resuming whatever an earlier invocation finished.
+
+A run selects its rows (a pure function of data + config), skips rows that already have a valid
+sample file, explains the rest one by one, and writes each result, the checkpoint and the summary
+atomically. A row that raises is recorded under ``failures/`` and the run goes on; the next
+invocation retries it.
+"""
+
+from __future__ import annotations
+
+import logging
+import subprocess
+import time
+import traceback
+from dataclasses import replace
+from pathlib import Path
+from typing import Any, Dict, Optional
+
+import torch
+from omegaconf import DictConfig, OmegaConf
+from tqdm.auto import tqdm
+
+from . import __version__
+from .artifacts import RunDir
+from .config import NON_IDENTITY_KEYS, ConfigError, check_config, to_container
+from .naming import run_slug
+
+log = logging.getLogger(__name__)
+
+
+def build_spec(cfg: DictConfig, slug: str) -> Dict[str, Any]:
+    return {
+        "experiment_set_id": cfg.experiment_set_id,
+        "run_slug": slug,
+        "config": to_container(cfg),
+        "mllm_shapx_version": __version__,
+        "git_commit": _git_commit(),
+        "created_at": time.time(),
+    }
+
+
+def _git_commit() -> Optional[str]:
+    try:
+        out = subprocess.run(["git", "rev-parse", "HEAD"], cwd=Path(__file__).parent, capture_output=True,
+                             text=True, timeout=5)
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return out.stdout.strip() or None if out.returncode == 0 else None
+
+
+def run(cfg: DictConfig, output_dir: Path) -> Optional[Dict[str, Any]]:
+    """Run (or resume) one configuration into ``output_dir``; returns the summary (None for a dry run)."""
+    problems = check_config(cfg)
+    if problems:
+        raise ConfigError(problems)
+    slug = run_slug(cfg.shap)
+    if cfg.dry_run:
+        print(f"planned: {output_dir}", flush=True)
+        return None
+    if cfg.runtime.num_threads:
+        torch.set_num_threads(cfg.runtime.num_threads)
+
+    from .connectors.hf_text import load_text_model
+    from .data import get_row, load_split, select_rows
+    from .explain import chat_for, explain_row
+
+    with RunDir(output_dir) as run_dir:
+        run_dir.prepare(build_spec(cfg, slug), config_key="config", ignore=NON_IDENTITY_KEYS, resume=cfg.resume)
+        conn = cfg.connector
+        model = load_text_model(conn.model, revision=conn.revision, dtype=conn.dtype.value,
+                                device=cfg.device.value if cfg.device else None,
+                                trust_remote_code=conn.trust_remote_code)
+        dataset = load_split(cfg.dataset)
+        selection = _at_least_one_player(cfg.selection)
+        selected = select_rows(dataset, selection, lambda row: chat_for(row, model, cfg).n_players)
+        completed = [i for i in selected if run_dir.is_complete(i)]
+        log.info("run %s: %d rows selected, %d already done", slug, len(selected), len(completed))
+
+        progress = cfg.runtime.progress_bar
+        done = set(completed)
+        for position, index in enumerate(tqdm(selected, desc=slug, unit="row", disable=not progress)):
+            if index in done:
+                continue
+            try:
+                sample = explain_row(get_row(dataset, index), model, cfg, slug, progress=progress)
+            except Exception:  # one bad row must not stop the run; it is recorded and retried next time
+                log.exception("row %d failed", index)
+                run_dir.write_failure(index, traceback.format_exc())
+                continue
+            run_dir.write_sample(index, sample)
+            done.add(index)
+            remaining = [i for i in selected[position + 1:] if i not in done]
+            run_dir.write_checkpoint([i for i in selected if i in done], remaining[0] if remaining else None)
+        summary = run_dir.write_summary(selected)
+    log.info("run %s: %d/%d rows done, %d failed -> %s", slug, summary["n_samples"], len(selected),
+             summary["n_failed"], output_dir)
+    return summary
+
+
+def _at_least_one_player(selection: DictConfig):
+    """A row without any explainable token has nothing to explain: the minimum is at least 1."""
+    plain = OmegaConf.to_object(selection)
+    return replace(plain, min_prompt_tokens=max(1, plain.min_prompt_tokens or 1))
