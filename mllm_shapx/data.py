@@ -144,19 +144,28 @@ def load_split(dataset_cfg: Any):
         logger.warning("dataset.revision=%r is not a commit id: the data may change between runs", revision)
 
     trust_remote_code = bool(_attr(dataset_cfg, "trust_remote_code", False))
-    if _attr(dataset_cfg, "use_parquet", True):
-        files = _hub_parquet_files(repo_id, subset, split, revision)
-        ds = _load_dataset("parquet", data_files=files, split="train")
-    else:
-        # datasets >= 4 dropped loading scripts: load_dataset still swallows a `trust_remote_code`
-        # keyword but only logs an error when it is true. We do not pass it; a script-based dataset
-        # cannot be loaded either way (convert it to parquet and use dataset.use_parquet=true).
-        if trust_remote_code:
-            logger.warning(
-                "dataset.trust_remote_code=true is ignored: datasets %s no longer runs dataset loading scripts",
-                _datasets_version(),
-            )
-        ds = _load_dataset(repo_id, name=subset, split=split, revision=revision)
+    try:
+        if _attr(dataset_cfg, "use_parquet", True):
+            files = _hub_parquet_files(repo_id, subset, split, revision)
+            ds = _load_dataset("parquet", data_files=files, split="train")
+        else:
+            # datasets >= 4 dropped loading scripts: load_dataset still swallows a `trust_remote_code`
+            # keyword but only logs an error when it is true. We do not pass it; a script-based dataset
+            # cannot be loaded either way (convert it to parquet and use dataset.use_parquet=true).
+            if trust_remote_code:
+                logger.warning(
+                    "dataset.trust_remote_code=true is ignored: datasets %s no longer runs dataset loading scripts",
+                    _datasets_version(),
+                )
+            ds = _load_dataset(repo_id, name=subset, split=split, revision=revision)
+    except (ConnectionError, OSError) as exc:
+        if isinstance(exc, FileNotFoundError):
+            raise
+        hint = f" (offline: use dataset.path=bundled:{subset})" if subset in BUNDLED_SUBSETS else ""
+        raise ConnectionError(
+            f"could not load {repo_id!r} subset={subset!r} split={split!r} revision={revision!r} from the Hub: "
+            f"{exc}{hint}"
+        ) from exc
     check_columns(ds, where=f"{repo_id} subset={subset!r} split={split!r}")
     return ds
 

@@ -14,7 +14,7 @@ import numbers
 import numpy as np
 
 from .budget import minimal_budget, resolve_budget
-from .exact import MAX_EXACT_PLAYERS, exact, exact_values
+from .exact import MAX_EXACT_PLAYERS, check_exact_players, exact, exact_values
 from .montecarlo import limited_mc, standard_mc
 from .result import ESTIMANDS, CountingGame, Estimate, check_estimand
 
@@ -48,8 +48,7 @@ def estimate(method: str, game, n_players: int, *, num_samples=None, fraction=No
     estimand = check_estimand(options.get("estimand", "shapley"))
     if method in BUDGET_FREE:
         budget = None
-        if n > MAX_EXACT_PLAYERS:
-            exact_values(None, n, estimand)  # raises the explanatory ValueError
+        check_exact_players(n)
     else:
         budget = resolve_budget(n, num_samples=num_samples, fraction=fraction, linear=linear)
     counted = CountingGame(game, n, budget=2**n if budget is None else budget, progress=progress)

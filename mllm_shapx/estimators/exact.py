@@ -13,7 +13,7 @@ import numpy as np
 
 from .result import Estimate, check_estimand
 
-__all__ = ["MAX_EXACT_PLAYERS", "coalitions_range", "exact_values", "exact"]
+__all__ = ["MAX_EXACT_PLAYERS", "check_exact_players", "coalitions_range", "exact_values", "exact"]
 
 MAX_EXACT_PLAYERS = 24
 BATCH_ROWS = 1 << 16
@@ -32,12 +32,16 @@ def marginal_weights(n: int, estimand: str) -> np.ndarray:
     return np.array([1.0 / (n * math.comb(n - 1, k)) for k in range(n)])
 
 
-def exact_values(game, n: int, estimand: str = "shapley", batch_rows: int = BATCH_ROWS) -> np.ndarray:
-    check_estimand(estimand)
+def check_exact_players(n: int) -> None:
     if n > MAX_EXACT_PLAYERS:
         raise ValueError(
             f"exact enumeration needs 2**{n} coalitions; it is limited to n <= {MAX_EXACT_PLAYERS} "
             "players, use a sampling estimator")
+
+
+def exact_values(game, n: int, estimand: str = "shapley", batch_rows: int = BATCH_ROWS) -> np.ndarray:
+    check_estimand(estimand)
+    check_exact_players(n)
     w = marginal_weights(n, estimand)
     w_in = np.concatenate([[0.0], w])   # size s containing i: marginal to size s-1
     w_out = np.concatenate([w, [0.0]])  # size s without i: marginal to size s
