@@ -25,6 +25,8 @@ def tfidf_cosine(a: np.ndarray, b: np.ndarray) -> float:
     if len(a) == 0 or len(b) == 0:
         return 0.0
     ca, cb = Counter(a.tolist()), Counter(b.tolist())
+    if ca == cb:
+        return 1.0  # exactly, not up to rounding: identical answers score the maximum
     idf = {t: np.log(3.0 / (1.0 + (t in ca) + (t in cb))) + 1.0 for t in ca.keys() | cb.keys()}
     dot = sum(ca[t] * cb[t] * idf[t] ** 2 for t in ca.keys() & cb.keys())
     norm_a = np.sqrt(sum((c * idf[t]) ** 2 for t, c in ca.items()))
