@@ -7,6 +7,7 @@ directory. Configuration errors exit with code 2 (final: retrying cannot help).
 from __future__ import annotations
 
 import logging
+import shutil
 import sys
 from pathlib import Path
 
@@ -29,13 +30,33 @@ if not OmegaConf.has_resolver("mllm_shapx.run_slug"):
 def main(cfg: DictConfig) -> None:
     from .run import run
 
+    output_dir = Path(HydraConfig.get().runtime.output_dir)
     try:
-        run(cfg, Path(HydraConfig.get().runtime.output_dir))
+        run(cfg, output_dir)
     except (ConfigError, RunDirError) as error:
         for line in str(error).splitlines():
             log.error(line)
             print(f"error: {line}", file=sys.stderr)
+        _discard_if_only_hydra_files(output_dir)
         sys.exit(2)
+    if cfg.dry_run:
+        _discard_if_only_hydra_files(output_dir)
+
+
+def _discard_if_only_hydra_files(output_dir: Path) -> None:
+    """Hydra creates the job directory before the task runs; a run that never started leaves none."""
+    if not output_dir.is_dir() or {p.name for p in output_dir.iterdir()} - {".hydra", "app.log"}:
+        return
+    root = logging.getLogger()
+    for handler in list(root.handlers):
+        if isinstance(handler, logging.FileHandler) and Path(handler.baseFilename).parent == output_dir:
+            root.removeHandler(handler)
+            handler.close()
+    shutil.rmtree(output_dir)
+    try:
+        output_dir.parent.rmdir()  # the experiment-set folder, only while empty
+    except OSError:
+        pass
 
 
 if __name__ == "__main__":

@@ -64,15 +64,16 @@ def run(cfg: DictConfig, output_dir: Path) -> Optional[Dict[str, Any]]:
     from .data import get_row, load_split, select_rows
     from .explain import chat_for, explain_row
 
+    dataset = _config_step(load_split, cfg.dataset)
+    conn = cfg.connector
+    model = load_text_model(conn.model, revision=conn.revision, dtype=conn.dtype.value,
+                            device=cfg.device.value if cfg.device else None,
+                            trust_remote_code=conn.trust_remote_code)
+    selected = _config_step(select_rows, dataset, _at_least_one_player(cfg.selection),
+                            lambda row: chat_for(row, model, cfg).n_players)
+
     with RunDir(output_dir) as run_dir:
         run_dir.prepare(build_spec(cfg, slug), config_key="config", ignore=NON_IDENTITY_KEYS, resume=cfg.resume)
-        conn = cfg.connector
-        model = load_text_model(conn.model, revision=conn.revision, dtype=conn.dtype.value,
-                                device=cfg.device.value if cfg.device else None,
-                                trust_remote_code=conn.trust_remote_code)
-        dataset = load_split(cfg.dataset)
-        selection = _at_least_one_player(cfg.selection)
-        selected = select_rows(dataset, selection, lambda row: chat_for(row, model, cfg).n_players)
         completed = [i for i in selected if run_dir.is_complete(i)]
         log.info("run %s: %d rows selected, %d already done", slug, len(selected), len(completed))
 
@@ -95,6 +96,14 @@ def run(cfg: DictConfig, output_dir: Path) -> Optional[Dict[str, Any]]:
     log.info("run %s: %d/%d rows done, %d failed -> %s", slug, summary["n_samples"], len(selected),
              summary["n_failed"], output_dir)
     return summary
+
+
+def _config_step(step, *args):
+    """Data that cannot be read or selected as configured is a configuration problem (final)."""
+    try:
+        return step(*args)
+    except (ValueError, FileNotFoundError) as error:
+        raise ConfigError([str(error)]) from error
 
 
 def _at_least_one_player(selection: DictConfig):

@@ -151,3 +151,18 @@ def test_run_dir_lock_is_released(tmp_path):
         pass
     with RunDir(tmp_path / "d"):
         pass
+
+
+@pytest.mark.parametrize(
+    "overrides, message",
+    [
+        (["dataset=local", "dataset.path=/nonexistent/rows.parquet"], "/nonexistent/rows.parquet"),
+        (["selection.balanced_token_counts=[4,99]", "selection.samples_per_token_count=2",
+          "selection.max_samples=null"], "token_count=99: 0 of 2"),
+    ],
+)
+def test_data_that_cannot_be_selected_is_a_config_error(cfg_for, tmp_path, overrides, message):
+    out = tmp_path / "run"
+    with pytest.raises(ConfigError, match=message):
+        run(cfg_for(*overrides), out)
+    assert not out.exists()
