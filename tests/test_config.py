@@ -12,7 +12,7 @@ from omegaconf.errors import ConfigKeyError, ValidationError
 from mllm_shapx.config import check_config
 from mllm_shapx.naming import run_slug
 
-LEGACY = Path(__file__).resolve().parents[2] / "shared" / "reference" / "legacy_configs"
+LEGACY = Path(__file__).resolve().parent / "reference" / "legacy_configs"
 
 
 def test_mc_minimal_means_what_the_legacy_json_means(compose_cfg):

@@ -13,7 +13,7 @@ from mllm_shapx.artifacts import RunDir, RunDirError
 from mllm_shapx.config import ConfigError
 from mllm_shapx.run import run
 
-REFERENCE = Path(__file__).resolve().parents[2] / "shared" / "reference" / "original_run"
+REFERENCE = Path(__file__).resolve().parent / "reference" / "original_run"
 
 
 @pytest.fixture
