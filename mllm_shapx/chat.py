@@ -31,6 +31,12 @@ class Chat:
     def n_players(self) -> int:
         return len(self.players)
 
+    @property
+    def player_segments(self) -> np.ndarray:
+        """[n] a segment id per player that changes at every turn or modality boundary."""
+        turn = np.searchsorted(self.turn_starts, self.players, side="right")
+        return turn * 2 + self.content_types[self.players]
+
     def masked_ids(self, coalition: np.ndarray) -> np.ndarray:
         """The prompt with every player outside the coalition removed."""
         keep = np.ones(len(self.input_ids), dtype=bool)

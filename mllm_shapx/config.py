@@ -264,8 +264,18 @@ class ConfigError(ValueError):
 
 _SHA = re.compile(r"^[0-9a-f]{40}$")
 _BUDGET_KEYS = ("num_samples", "fraction", "linear")
-_IMPLEMENTED_EXPLAINERS = {"exact", "limited_mc", "standard_mc"}
 _IMPLEMENTED_SIMILARITIES = {"TfIdfCosineSimilarity"}
+
+
+def _budget_range_problems(prefix: str, num_samples, fraction, linear=None) -> List[str]:
+    problems = []
+    if num_samples is not None and (num_samples == 0 or num_samples < -1):
+        problems.append(f"{prefix}num_samples: {num_samples} is not a positive count or -1 (minimal)")
+    if fraction is not None and not 0 < fraction <= 1:
+        problems.append(f"{prefix}fraction: {fraction} is outside (0, 1]")
+    if linear is not None and not 0 < linear <= 10:
+        problems.append(f"{prefix}linear: {linear} is outside (0, 10]")
+    return problems
 
 
 def _budget_problems(shap: DictConfig) -> List[str]:
@@ -279,33 +289,51 @@ def _budget_problems(shap: DictConfig) -> List[str]:
             f"shap: {kind} needs exactly one of shap.num_samples, shap.fraction, shap.linear "
             f"(got {', '.join('shap.' + k for k in given) or 'none'})"
         )
-    if shap.num_samples is not None and (shap.num_samples == 0 or shap.num_samples < -1):
-        problems.append(f"shap.num_samples: {shap.num_samples} is not a positive count or -1 (minimal)")
-    if shap.fraction is not None and not 0 < shap.fraction <= 1:
-        problems.append(f"shap.fraction: {shap.fraction} is outside (0, 1]")
-    if shap.linear is not None and not 0 < shap.linear <= 10:
-        problems.append(f"shap.linear: {shap.linear} is outside (0, 10]")
+    return problems + _budget_range_problems("shap.", shap.num_samples, shap.fraction, shap.linear)
+
+
+def _hierarchical_problems(shap: DictConfig) -> List[str]:
+    problems = []
+    if shap.k is None or shap.k < 2:
+        problems.append(f"shap.k: hierarchical needs k >= 2 groups per level (got {shap.k})")
+    for layer, kind in (("shap", shap.shap_type), ("first_layer", shap.first_layer_type)):
+        if layer == "shap" and kind is None:
+            problems.append("shap.shap_type: hierarchical needs the explainer of its inner levels")
+            continue
+        if kind is not None and kind.value == "hierarchical":
+            problems.append(f"shap.{layer}_type: cannot itself be hierarchical")
+        ns, frac = shap[f"{layer}_num_samples"], shap[f"{layer}_fraction"]
+        if ns is not None and frac is not None:
+            problems.append(f"shap.{layer}_num_samples: set either it or shap.{layer}_fraction, not both")
+        if layer == "shap" and kind is not None and kind.value != "exact" and ns is None and frac is None:
+            problems.append(f"shap.shap_num_samples: {kind.value} inner levels need shap_num_samples or shap_fraction")
+        problems += _budget_range_problems(f"shap.{layer}_", ns, frac)
+    imp = shap.importance_min_fraction
+    if imp is None or not 0 < imp <= 1:
+        problems.append(f"shap.importance_min_fraction: {imp} is outside (0, 1]")
     return problems
 
 
 def check_config(cfg: DictConfig) -> List[str]:
     """Problems a type cannot catch, one message per problem, each naming its key."""
+    from .estimators import ESTIMATORS
+
     missing = sorted(OmegaConf.missing_keys(cfg))
     problems = [f"{key}: mandatory value is missing (???)" for key in missing if not key.startswith("hydra.")]
     if problems:
         return problems
     shap = cfg.shap
     kind = shap.explainer_type.value
-    if kind not in _IMPLEMENTED_EXPLAINERS:
-        problems.append(
-            f"shap.explainer_type: {kind} is not available yet (available: {', '.join(sorted(_IMPLEMENTED_EXPLAINERS))})"
-        )
+    if kind not in ESTIMATORS:
+        problems.append(f"shap.explainer_type: {kind} is not available yet (available: {', '.join(ESTIMATORS)})")
     if shap.similarity.value not in _IMPLEMENTED_SIMILARITIES:
         problems.append(
             f"shap.similarity: {shap.similarity.value} is not available yet "
             f"(available: {', '.join(sorted(_IMPLEMENTED_SIMILARITIES))})"
         )
     problems += _budget_problems(shap)
+    if kind == "hierarchical":
+        problems += _hierarchical_problems(shap)
     if shap.estimand.value == "banzhaf" and kind not in ("exact", "limited_mc", "standard_mc"):
         problems.append(f"shap.estimand: banzhaf is offered only for exact and the MC explainers, not {kind}")
     problems += _dataset_problems(cfg.dataset)

@@ -40,7 +40,7 @@ def explain_row(row: Row, model, cfg, run_slug: str, *, progress: bool = False) 
     )
     result = estimate(
         shap.explainer_type.value, game.values, chat.n_players, num_samples=shap.num_samples,
-        fraction=shap.fraction, linear=shap.linear, seed=seed, estimand=shap.estimand.value,
+        fraction=shap.fraction, linear=shap.linear, seed=seed, **estimator_options(shap, chat),
     )
     n = chat.n_players
     v_full, v_empty = game.values(np.stack([np.ones(n, bool), np.zeros(n, bool)]))
@@ -76,6 +76,21 @@ def explain_row(row: Row, model, cfg, run_slug: str, *, progress: bool = False) 
         "seed": seed,
     }
     return sample
+
+
+HIERARCHICAL_KEYS = ("k", "shap_type", "shap_num_samples", "shap_fraction", "first_layer_type",
+                     "first_layer_num_samples", "first_layer_fraction", "importance_min_fraction")
+
+
+def estimator_options(shap, chat: Chat) -> Dict[str, Any]:
+    """Estimator keyword options from ``shap.*``; hierarchical also gets the turn/modality boundaries."""
+    options: Dict[str, Any] = {"estimand": shap.estimand.value}
+    if shap.explainer_type.value == "hierarchical":
+        for key in HIERARCHICAL_KEYS:
+            value = shap[key]
+            options[key] = value.value if hasattr(value, "value") else value
+        options["segments"] = chat.player_segments
+    return options
 
 
 def attr_summary(chat: Chat, values: np.ndarray) -> Dict[str, Any]:
