@@ -188,7 +188,7 @@ class EmbeddingConf:
     model_id: Optional[str] = None
     revision: Optional[str] = None
     max_length: int = 64
-    batch_size: int = 64
+    batch_size: int = 1  # answers per encoder forward pass; 1 keeps v(S) bit-for-bit batch-independent
     l2_normalize: bool = True
     local_files_only: bool = False
 
@@ -201,6 +201,7 @@ class WandbConf:
     group: Optional[str] = None
     mode: WandbMode = WandbMode.offline
     tags: List[str] = field(default_factory=list)
+    log_samples: bool = False
 
 
 @dataclass
@@ -264,7 +265,6 @@ class ConfigError(ValueError):
 
 _SHA = re.compile(r"^[0-9a-f]{40}$")
 _BUDGET_KEYS = ("num_samples", "fraction", "linear")
-_IMPLEMENTED_SIMILARITIES = {"TfIdfCosineSimilarity"}
 
 
 def _budget_range_problems(prefix: str, num_samples, fraction, linear=None) -> List[str]:
@@ -326,11 +326,6 @@ def check_config(cfg: DictConfig) -> List[str]:
     kind = shap.explainer_type.value
     if kind not in ESTIMATORS:
         problems.append(f"shap.explainer_type: {kind} is not available yet (available: {', '.join(ESTIMATORS)})")
-    if shap.similarity.value not in _IMPLEMENTED_SIMILARITIES:
-        problems.append(
-            f"shap.similarity: {shap.similarity.value} is not available yet "
-            f"(available: {', '.join(sorted(_IMPLEMENTED_SIMILARITIES))})"
-        )
     problems += _budget_problems(shap)
     if kind == "hierarchical":
         problems += _hierarchical_problems(shap)
@@ -350,8 +345,9 @@ def check_config(cfg: DictConfig) -> List[str]:
         problems.append("generation.batch_size: must be >= 1")
     if cfg.generation.text_temperature < 0:
         problems.append("generation.text_temperature: must be >= 0 (0 = greedy)")
-    if cfg.embedding.model_id is not None:
-        problems.append("embedding.model_id: external embedding models are not available yet; leave it null")
+    for key in ("max_length", "batch_size"):
+        if cfg.embedding[key] < 1:
+            problems.append(f"embedding.{key}: must be >= 1")
     if cfg.runtime.num_threads is not None and cfg.runtime.num_threads < 1:
         problems.append("runtime.num_threads: must be >= 1 or null (torch default)")
     return problems

