@@ -137,7 +137,7 @@ class RunDir:
     def _move_aside(self) -> None:
         aside = self.path.with_name(f"{self.path.name}.replaced-{time.strftime('%Y%m%d-%H%M%S')}")
         aside.mkdir(parents=True, exist_ok=False)
-        for name in ("spec.json", "checkpoint.json", "samples", "failures", "summary"):
+        for name in ("spec.json", "checkpoint.json", "samples", "failures", "summary", "wandb_run.json", "wandb"):
             if (self.path / name).exists():
                 shutil.move(str(self.path / name), str(aside / name))
         print(f"resume=false: previous results moved to {aside}")

@@ -24,6 +24,7 @@ from . import __version__
 from .artifacts import RunDir
 from .config import NON_IDENTITY_KEYS, ConfigError, check_config, to_container
 from .naming import run_slug
+from .tracking import open_tracker
 
 log = logging.getLogger(__name__)
 
@@ -73,7 +74,10 @@ def run(cfg: DictConfig, output_dir: Path) -> Optional[Dict[str, Any]]:
                             lambda row: chat_for(row, model, cfg).n_players)
 
     with RunDir(output_dir) as run_dir:
-        run_dir.prepare(build_spec(cfg, slug), config_key="config", ignore=NON_IDENTITY_KEYS, resume=cfg.resume)
+        spec = build_spec(cfg, slug)
+        run_dir.prepare(spec, config_key="config", ignore=NON_IDENTITY_KEYS, resume=cfg.resume)
+        tracker = open_tracker(cfg.wandb, run_dir=output_dir, run_slug=slug,
+                               experiment_set_id=cfg.experiment_set_id, spec=spec)
         completed = [i for i in selected if run_dir.is_complete(i)]
         log.info("run %s: %d rows selected, %d already done", slug, len(selected), len(completed))
 
@@ -92,7 +96,9 @@ def run(cfg: DictConfig, output_dir: Path) -> Optional[Dict[str, Any]]:
             done.add(index)
             remaining = [i for i in selected[position + 1:] if i not in done]
             run_dir.write_checkpoint([i for i in selected if i in done], remaining[0] if remaining else None)
+            tracker.log_sample(sample)
         summary = run_dir.write_summary(selected)
+        tracker.finish(summary, run_dir.path / "summary" / "aggregate_metrics.json")
     log.info("run %s: %d/%d rows done, %d failed -> %s", slug, summary["n_samples"], len(selected),
              summary["n_failed"], output_dir)
     return summary
