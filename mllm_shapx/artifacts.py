@@ -7,8 +7,12 @@ Layout (the original runner's)::
     <run_dir>/samples/sample_XXXXX_result.json one file per finished row
     <run_dir>/failures/sample_XXXXX_error.json a row that raised (retried by the next invocation)
     <run_dir>/summary/aggregate_metrics.json   run-level aggregates
+    <run_dir>/status/shard-I-of-N.json          state of each job (shard) that worked on the run
 
 Every file is written to a temporary file in the same folder, flushed, then renamed over the target.
+Several shards of one run may work in the directory at once: each holds its own lock, and the
+shared files (spec, checkpoint, summary) are rewritten under a short directory lock from what is on
+disk, so no update is lost.
 """
 
 from __future__ import annotations
@@ -17,6 +21,7 @@ import json
 import math
 import os
 import shutil
+import socket
 import tempfile
 import time
 from pathlib import Path
@@ -88,12 +93,18 @@ def identity_diff(old: Dict[str, Any], new: Dict[str, Any], ignore: Sequence[str
     return sorted(k for k in a.keys() | b.keys() if relevant(k) and a.get(k) != b.get(k))
 
 
+SHARED_LOCK_TIMEOUT_S = 300
+
+
 class RunDir:
-    def __init__(self, path: Path):
+    def __init__(self, path: Path, shard_index: int = 0, shard_count: int = 1):
         self.path = Path(path)
         self.samples = self.path / "samples"
         self.failures = self.path / "failures"
-        self._lock = FileLock(str(self.path / ".run.lock"), timeout=0)
+        self.shard = f"shard-{shard_index}-of-{shard_count}"
+        self.status_path = self.path / "status" / f"{self.shard}.json"
+        self._lock = FileLock(str(self.path / f".{self.shard}.lock"), timeout=0)
+        self.shared = FileLock(str(self.path / ".directory.lock"), timeout=SHARED_LOCK_TIMEOUT_S)
 
     def sample_path(self, row_index: int) -> Path:
         return self.samples / f"sample_{row_index:05d}_result.json"
@@ -108,7 +119,7 @@ class RunDir:
             self._lock.acquire()
         except Timeout:
             raise RunDirError(
-                f"{self.path} is in use by another process (lock {self._lock.lock_file}); "
+                f"{self.path} ({self.shard}) is in use by another process (lock {self._lock.lock_file}); "
                 "wait for it to finish or stop it"
             ) from None
         return self
@@ -137,7 +148,8 @@ class RunDir:
     def _move_aside(self) -> None:
         aside = self.path.with_name(f"{self.path.name}.replaced-{time.strftime('%Y%m%d-%H%M%S')}")
         aside.mkdir(parents=True, exist_ok=False)
-        for name in ("spec.json", "checkpoint.json", "samples", "failures", "summary", "wandb_run.json", "wandb"):
+        for name in ("spec.json", "checkpoint.json", "samples", "failures", "summary", "status", "wandb_run.json",
+                     "wandb"):
             if (self.path / name).exists():
                 shutil.move(str(self.path / name), str(aside / name))
         print(f"resume=false: previous results moved to {aside}")
@@ -156,15 +168,31 @@ class RunDir:
     def write_failure(self, row_index: int, error: str) -> None:
         atomic_write_json(self.failure_path(row_index), {"row_index": row_index, "error": error, "time": time.time()})
 
-    def write_checkpoint(self, completed: Iterable[int], next_index: Optional[int]) -> None:
+    def write_checkpoint(self, selected: Sequence[int]) -> None:
+        """Completed rows of the selection as found on disk (sample files are written atomically)."""
+        completed = [i for i in selected if self.sample_path(i).exists()]
+        pending = [i for i in selected if not self.sample_path(i).exists()]
         old = read_json(self.path / "checkpoint.json") or {}
         now = time.time()
         atomic_write_json(self.path / "checkpoint.json", {
             "version": CHECKPOINT_VERSION,
-            "completed_indices": list(completed),
-            "next_index": next_index,
+            "completed_indices": completed,
+            "next_index": pending[0] if pending else None,
             "created_at": old.get("created_at", now),
             "updated_at": now,
+        })
+
+    def write_status(self, state: str, **fields: Any) -> None:
+        """This job's own record (Slurm is told COMPLETED even when a Hydra task raised)."""
+        old = read_json(self.status_path) or {}
+        now = time.time()
+        started = old.get("started_at", now) if old.get("pid") == os.getpid() else now
+        job = os.environ.get("SLURM_ARRAY_JOB_ID")
+        job_id = f"{job}_{os.environ['SLURM_ARRAY_TASK_ID']}" if job else os.environ.get("SLURM_JOB_ID")
+        atomic_write_json(self.status_path, {
+            **{k: v for k, v in old.items() if k not in ("error", "traceback")},
+            "state": state, **fields, "hostname": socket.gethostname(), "pid": os.getpid(),
+            "slurm_job_id": job_id, "started_at": started, "updated_at": now,
         })
 
     def write_summary(self, selected: Sequence[int]) -> Dict[str, Any]:

@@ -219,6 +219,14 @@ class RuntimeConf:
 
 
 @dataclass
+class ShardConf:
+    """Split one run's rows over ``count`` jobs: this job takes every ``count``-th selected row."""
+
+    index: int = 0
+    count: int = 1
+
+
+@dataclass
 class RunConfig:
     dataset: DatasetConf = field(default_factory=DatasetConf)
     shap: ShapConf = field(default_factory=ShapConf)
@@ -236,6 +244,7 @@ class RunConfig:
     wandb: WandbConf = field(default_factory=WandbConf)
     audio_segmentation: AudioSegmentationConf = field(default_factory=AudioSegmentationConf)
     runtime: RuntimeConf = field(default_factory=RuntimeConf)
+    shard: ShardConf = field(default_factory=ShardConf)
 
 
 # Keys that do not change what a run computes: excluded from a run directory's identity, so changing
@@ -248,6 +257,7 @@ NON_IDENTITY_KEYS = (
     "device",
     "wandb",
     "runtime",
+    "shard",
 )
 
 
@@ -348,6 +358,8 @@ def check_config(cfg: DictConfig) -> List[str]:
     for key in ("max_length", "batch_size"):
         if cfg.embedding[key] < 1:
             problems.append(f"embedding.{key}: must be >= 1")
+    if cfg.shard.count < 1 or not 0 <= cfg.shard.index < cfg.shard.count:
+        problems.append(f"shard.index: {cfg.shard.index} is not in [0, shard.count={cfg.shard.count})")
     if cfg.runtime.num_threads is not None and cfg.runtime.num_threads < 1:
         problems.append("runtime.num_threads: must be >= 1 or null (torch default)")
     return problems

@@ -62,8 +62,8 @@ def run(cfg: DictConfig, output_dir: Path) -> Optional[Dict[str, Any]]:
         torch.set_num_threads(cfg.runtime.num_threads)
 
     from .connectors.hf_text import load_text_model
-    from .data import get_row, load_split, select_rows
-    from .explain import chat_for, explain_row
+    from .data import load_split, select_rows
+    from .explain import chat_for
 
     dataset = _config_step(load_split, cfg.dataset)
     conn = cfg.connector
@@ -72,36 +72,57 @@ def run(cfg: DictConfig, output_dir: Path) -> Optional[Dict[str, Any]]:
                             trust_remote_code=conn.trust_remote_code)
     selected = _config_step(select_rows, dataset, _at_least_one_player(cfg.selection),
                             lambda row: chat_for(row, model, cfg).n_players)
+    mine = selected[cfg.shard.index::cfg.shard.count]
 
-    with RunDir(output_dir) as run_dir:
+    with RunDir(output_dir, cfg.shard.index, cfg.shard.count) as run_dir:
         spec = build_spec(cfg, slug)
-        run_dir.prepare(spec, config_key="config", ignore=NON_IDENTITY_KEYS, resume=cfg.resume)
-        tracker = open_tracker(cfg.wandb, run_dir=output_dir, run_slug=slug,
-                               experiment_set_id=cfg.experiment_set_id, spec=spec)
-        completed = [i for i in selected if run_dir.is_complete(i)]
-        log.info("run %s: %d rows selected, %d already done", slug, len(selected), len(completed))
-
-        progress = cfg.runtime.progress_bar
-        done = set(completed)
-        for position, index in enumerate(tqdm(selected, desc=slug, unit="row", disable=not progress)):
-            if index in done:
-                continue
-            try:
-                sample = explain_row(get_row(dataset, index), model, cfg, slug, progress=progress)
-            except Exception:  # one bad row must not stop the run; it is recorded and retried next time
-                log.exception("row %d failed", index)
-                run_dir.write_failure(index, traceback.format_exc())
-                continue
-            run_dir.write_sample(index, sample)
-            done.add(index)
-            remaining = [i for i in selected[position + 1:] if i not in done]
-            run_dir.write_checkpoint([i for i in selected if i in done], remaining[0] if remaining else None)
-            tracker.log_sample(sample)
-        summary = run_dir.write_summary(selected)
+        with run_dir.shared:
+            run_dir.prepare(spec, config_key="config", ignore=NON_IDENTITY_KEYS, resume=cfg.resume)
+        try:
+            tracker = open_tracker(cfg.wandb, run_dir=output_dir, run_slug=slug,
+                                   experiment_set_id=cfg.experiment_set_id, spec=spec)
+            failed = _explain_rows(cfg, slug, dataset, model, selected, mine, run_dir, tracker)
+        except BaseException as error:
+            run_dir.write_status("failed", error=f"{type(error).__name__}: {error}",
+                                 traceback=traceback.format_exc())
+            raise
+        with run_dir.shared:
+            run_dir.write_checkpoint(selected)
+            summary = run_dir.write_summary(selected)
+        run_dir.write_status("completed", rows_selected=len(mine), rows_done=len(mine) - failed,
+                             rows_failed=failed)
         tracker.finish(summary, run_dir.path / "summary" / "aggregate_metrics.json")
-    log.info("run %s: %d/%d rows done, %d failed -> %s", slug, summary["n_samples"], len(selected),
-             summary["n_failed"], output_dir)
+    log.info("run %s (%s): %d/%d rows done, %d failed -> %s", slug, run_dir.shard, summary["n_samples"],
+             len(selected), summary["n_failed"], output_dir)
     return summary
+
+
+def _explain_rows(cfg, slug, dataset, model, selected, mine, run_dir: RunDir, tracker) -> int:
+    """Explain this job's unfinished rows; returns how many of its rows are left failed."""
+    from .data import get_row
+    from .explain import explain_row
+
+    todo = [i for i in mine if not run_dir.is_complete(i)]
+    log.info("run %s (%s): %d rows selected, %d for this job, %d to do", slug, run_dir.shard, len(selected),
+             len(mine), len(todo))
+    progress = cfg.runtime.progress_bar
+    done, failed = len(mine) - len(todo), 0
+    run_dir.write_status("running", rows_selected=len(mine), rows_done=done, rows_failed=0)
+    for index in tqdm(todo, desc=slug, unit="row", disable=not progress):
+        try:
+            sample = explain_row(get_row(dataset, index), model, cfg, slug, progress=progress)
+        except Exception:  # one bad row must not stop the run; it is recorded and retried next time
+            log.exception("row %d failed", index)
+            run_dir.write_failure(index, traceback.format_exc())
+            failed += 1
+        else:
+            run_dir.write_sample(index, sample)
+            done += 1
+            with run_dir.shared:
+                run_dir.write_checkpoint(selected)
+            tracker.log_sample(sample)
+        run_dir.write_status("running", rows_selected=len(mine), rows_done=done, rows_failed=failed)
+    return failed
 
 
 def _config_step(step, *args):

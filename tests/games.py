@@ -96,3 +96,20 @@ class Recorder:
 
     def saw(self, mask) -> bool:
         return np.packbits(np.asarray(mask, dtype=bool)).tobytes() in self.rows
+
+
+def airport(costs):
+    """v(S) = max cost in S (0 for the empty set); Shapley = Littlechild-Owen closed form."""
+    costs = np.asarray(costs, dtype=float)
+
+    def game(masks):
+        masks = np.asarray(masks, dtype=bool)
+        return np.where(masks, costs, 0.0).max(axis=1, initial=0.0)
+
+    order = np.argsort(costs, kind="stable")
+    steps = np.diff(np.concatenate([[0.0], costs[order]]))
+    shares = np.cumsum(steps / (len(costs) - np.arange(len(costs))))
+    shapley = np.empty(len(costs))
+    shapley[order] = shares
+    return game, shapley
+

@@ -116,3 +116,19 @@ def test_mc_minimal_on_the_real_default_model(tmp_path):
     assert sum(abs(v) for v in sample["shap_values"]) == pytest.approx(1.0)
     assert sample["efficiency_gap"] == pytest.approx(
         sum(sample["raw_shap_values"]) - (sample["value_full"] - sample["value_empty"]))
+
+
+def test_concurrent_shards_lose_no_checkpoint_update(tiny_model_dir, tmp_path):
+    args = [*tiny_overrides(tiny_model_dir, tmp_path), "selection.max_samples=6", "shap.num_samples=20",
+            "generation.batch_size=2", "shard.count=2"]
+    procs = [subprocess.Popen([sys.executable, "-m", "mllm_shapx.app", *args, f"shard.index={i}"], cwd=REPO,
+                              env=ENV, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+             for i in range(2)]
+    for proc in procs:
+        assert proc.wait(timeout=300) == 0, proc.stderr.read()
+    run_dir = tmp_path / "testing_and_experiments" / "minimal_mc_limited_mc_ns20"
+    checkpoint = json.loads((run_dir / "checkpoint.json").read_text())
+    assert len(checkpoint["completed_indices"]) == 6 and checkpoint["next_index"] is None
+    assert len(sample_files(run_dir)) == 6
+    summary = json.loads((run_dir / "summary" / "aggregate_metrics.json").read_text())
+    assert summary["n_samples"] == 6

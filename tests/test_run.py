@@ -100,7 +100,7 @@ def test_resume_false_moves_old_results_aside(cfg_for, tmp_path):
 def test_second_process_on_the_directory_is_refused(cfg_for, tmp_path):
     out = tmp_path / "run"
     out.mkdir()
-    with FileLock(str(out / ".run.lock")):
+    with FileLock(str(out / ".shard-0-of-1.lock")):
         with pytest.raises(RunDirError, match="in use by another process"):
             run(cfg_for(), out)
     assert not (out / "spec.json").exists()
@@ -166,3 +166,44 @@ def test_data_that_cannot_be_selected_is_a_config_error(cfg_for, tmp_path, overr
     with pytest.raises(ConfigError, match=message):
         run(cfg_for(*overrides), out)
     assert not out.exists()
+
+
+def comparable(out: Path) -> dict:
+    """What must not depend on sharding: attributions per row, checkpoint rows, summary counts."""
+    samples = {p.name: json.loads(p.read_text())["raw_shap_values"] for p in (out / "samples").glob("*.json")}
+    checkpoint = json.loads((out / "checkpoint.json").read_text())
+    summary = json.loads((out / "summary" / "aggregate_metrics.json").read_text())
+    timing = {"runtime_sec_total", "runtime_sec_avg", "updated_at"}
+    return {"samples": samples, "completed": sorted(checkpoint["completed_indices"]),
+            "next": checkpoint["next_index"], "summary": {k: v for k, v in summary.items() if k not in timing}}
+
+
+def test_shards_merge_into_the_unsharded_result(cfg_for, tmp_path):
+    run(cfg_for("selection.max_samples=5"), tmp_path / "whole")
+    sharded = tmp_path / "sharded"
+    first = run(cfg_for("selection.max_samples=5", "shard.index=0", "shard.count=2"), sharded)
+    assert first["n_samples"] == 3  # rows 0, 2, 4 of the selection
+    run(cfg_for("selection.max_samples=5", "shard.index=1", "shard.count=2"), sharded)
+    assert comparable(sharded) == comparable(tmp_path / "whole")
+    states = {p.name: json.loads(p.read_text()) for p in (sharded / "status").glob("*.json")}
+    assert sorted(states) == ["shard-0-of-2.json", "shard-1-of-2.json"]
+    assert [(s["state"], s["rows_done"], s["rows_selected"]) for s in states.values()] in (
+        [("completed", 3, 3), ("completed", 2, 2)], [("completed", 2, 2), ("completed", 3, 3)])
+
+
+def test_a_failing_job_records_its_status(cfg_for, tmp_path, monkeypatch):
+    import mllm_shapx.run as run_module
+
+    def broken(*args, **kwargs):
+        raise MemoryError("simulated out of memory")
+
+    monkeypatch.setattr(run_module, "open_tracker", broken)
+    out = tmp_path / "run"
+    with pytest.raises(MemoryError):
+        run(cfg_for(), out)
+    monkeypatch.undo()
+    status = json.loads((out / "status" / "shard-0-of-1.json").read_text())
+    assert status["state"] == "failed" and "simulated out of memory" in status["error"]
+    run(cfg_for(), out)
+    status = json.loads((out / "status" / "shard-0-of-1.json").read_text())
+    assert status["state"] == "completed" and "traceback" not in status

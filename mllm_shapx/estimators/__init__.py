@@ -4,7 +4,9 @@ A game is any callable ``bool[m, n] -> float[m]``. Every estimator evaluates it 
 ``CountingGame`` (cache per distinct coalition, exact call count, budget guard), always in batches.
 Budgets (``resolve_budget``) count distinct coalitions, empty and full included; a budget covering
 all 2**n coalitions means exact enumeration for every method (stderr then zeros, not None).
-``exact`` ignores budget arguments.
+``exact`` and ``hierarchical`` (whose inner levels carry their own budgets) ignore budget arguments.
+Every method targets the Shapley value; ``estimand="banzhaf"`` is offered by exact and the MC
+methods only (``BANZHAF_METHODS``), the others refuse it.
 """
 
 from __future__ import annotations
@@ -14,13 +16,16 @@ import numbers
 import numpy as np
 
 from .budget import minimal_budget, resolve_budget
+from .cc import limited_cc, standard_cc
 from .exact import MAX_EXACT_PLAYERS, check_exact_players, exact, exact_values
+from .hierarchical import hierarchical
 from .montecarlo import limited_mc, standard_mc
-from .result import ESTIMANDS, CountingGame, Estimate, check_estimand
+from .neyman import limited_neyman, standard_neyman
+from .result import BANZHAF_METHODS, ESTIMANDS, CountingGame, Estimate, check_estimand
 
 __all__ = [
     "estimate", "Estimate", "CountingGame", "resolve_budget", "minimal_budget", "ESTIMATORS",
-    "BUDGET_FREE", "ESTIMANDS", "MAX_EXACT_PLAYERS", "exact_values",
+    "BUDGET_FREE", "ESTIMANDS", "BANZHAF_METHODS", "MAX_EXACT_PLAYERS", "exact_values",
 ]
 
 # name -> fn(counting_game, n, budget, rng, **options) -> Estimate; budget is None for BUDGET_FREE
@@ -29,15 +34,21 @@ ESTIMATORS = {
     "exact": exact,
     "limited_mc": limited_mc,
     "standard_mc": standard_mc,
+    "limited_cc": limited_cc,
+    "standard_cc": standard_cc,
+    "limited_neyman": limited_neyman,
+    "standard_neyman": standard_neyman,
+    "hierarchical": hierarchical,
 }
-BUDGET_FREE = frozenset({"exact"})
+BUDGET_FREE = frozenset({"exact", "hierarchical"})
 
 
 def estimate(method: str, game, n_players: int, *, num_samples=None, fraction=None, linear=None,
              seed=0, progress=None, **options) -> Estimate:
     """Explain ``game`` over ``n_players`` with ``method``; see the module docstring.
 
-    ``options``: ``estimand`` ("shapley" default, or "banzhaf"), passed on to the estimator.
+    ``options``: ``estimand`` ("shapley" default, or "banzhaf" for ``BANZHAF_METHODS``) and the
+    method's own keywords (hierarchical: ``k``, ``shap_type``, ...), passed on to the estimator.
     ``progress``: optional callable(int) told how many new coalitions each game call evaluated.
     """
     if method not in ESTIMATORS:
@@ -46,9 +57,13 @@ def estimate(method: str, game, n_players: int, *, num_samples=None, fraction=No
         raise ValueError(f"n_players must be an integer >= 1, got {n_players!r}")
     n = int(n_players)
     estimand = check_estimand(options.get("estimand", "shapley"))
+    if estimand != "shapley" and method not in BANZHAF_METHODS:
+        raise ValueError(f"estimand {estimand!r} is offered by {', '.join(BANZHAF_METHODS)} only, "
+                         f"not by {method} (it estimates the Shapley value)")
     if method in BUDGET_FREE:
         budget = None
-        check_exact_players(n)
+        if method == "exact":
+            check_exact_players(n)
     else:
         budget = resolve_budget(n, num_samples=num_samples, fraction=fraction, linear=linear)
     counted = CountingGame(game, n, budget=2**n if budget is None else budget, progress=progress)

@@ -7,14 +7,24 @@ from typing import Callable
 
 import numpy as np
 
-__all__ = ["Estimate", "CountingGame", "ESTIMANDS", "check_estimand"]
+__all__ = ["Estimate", "CountingGame", "ESTIMANDS", "BANZHAF_METHODS", "check_estimand", "check_shapley_only"]
 
 ESTIMANDS = ("shapley", "banzhaf")
+BANZHAF_METHODS = ("exact", "limited_mc", "standard_mc")  # the others are built on Shapley's strata
 
 
 def check_estimand(estimand: str) -> str:
     if estimand not in ESTIMANDS:
         raise ValueError(f"unknown estimand {estimand!r}; known: {', '.join(ESTIMANDS)}")
+    return estimand
+
+
+def check_shapley_only(estimand: str, method: str) -> str:
+    """CC, Neyman and hierarchical target the Shapley value only: anything else is refused."""
+    check_estimand(estimand)
+    if estimand != "shapley":
+        raise ValueError(f"estimand {estimand!r} is not offered by {method}, which estimates the Shapley "
+                         f"value only ({estimand} is offered by {', '.join(BANZHAF_METHODS)})")
     return estimand
 
 

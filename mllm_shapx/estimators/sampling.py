@@ -3,7 +3,10 @@
 A size whose untaken coalitions are still the majority is sampled by rejection (fewer than two
 tries expected). Once at least half of a size is taken, its population is at most twice the number
 of coalitions already drawn, so the remaining ones are enumerated once and drawn from directly: this
-terminates even when the budget is 2**n - 1 (the original hung there in rejection sampling).
+terminates even when the budget is 2**n - 1 (the original hung there in rejection sampling). The same
+rule holds for draws restricted to the coalitions of a size that contain a given player (CC and
+Neyman strata), which is why the pool counts, per player and size, the coalitions containing it.
+Pairs (a coalition with its complement) keep the pool closed under complement, as CC needs.
 """
 
 from __future__ import annotations
@@ -26,7 +29,8 @@ class CoalitionPool:
         self._masks: list[np.ndarray] = []
         self._taken = [0] * (n + 1)
         self._population = [math.comb(n, s) for s in range(n + 1)]
-        self._leftover: dict[int, list[np.ndarray]] = {}  # may hold stale (taken) entries
+        self._leftover: dict = {}  # size or (size, player) -> list; may hold stale (taken) entries
+        self._taken_by = np.zeros((n, n + 1), dtype=np.int64)  # [player, size]: taken containing it
 
     def __len__(self) -> int:
         return len(self._masks)
@@ -43,40 +47,88 @@ class CoalitionPool:
             return False
         self._keys.add(key)
         self._masks.append(mask)
-        self._taken[int(mask.sum())] += 1
+        size = int(mask.sum())
+        self._taken[size] += 1
+        self._taken_by[mask, size] += 1
         return True
+
+    def add_pair(self, mask) -> bool:
+        """Take ``mask`` and its complement (a CC sample); True when the pair was new."""
+        mask = np.asarray(mask, dtype=bool)
+        new = self.add(mask)
+        return self.add(~mask) or new
 
     def remaining(self, size: int) -> int:
         return self._population[size] - self._taken[size]
 
+    def taken_with(self, player: int, size: int) -> int:
+        """Taken coalitions of ``size`` that contain ``player``."""
+        return int(self._taken_by[player, size])
+
+    def counts_by_player(self) -> np.ndarray:
+        """[n, n + 1]: taken coalitions per (player, size) containing that player (a copy)."""
+        return self._taken_by.copy()
+
+    def remaining_with(self, player: int, size: int) -> int:
+        if not 1 <= size <= self.n:
+            return 0
+        return math.comb(self.n - 1, size - 1) - int(self._taken_by[player, size])
+
+    def remaining_pairs(self, size: int) -> int:
+        """Untaken pairs (S, N - S) with |S| = size, in a pool closed under complement."""
+        left = self.remaining(size)
+        return left // 2 if 2 * size == self.n else left
+
     def masks(self) -> np.ndarray:
         return np.array(self._masks, dtype=bool).reshape(len(self._masks), self.n)
 
-    def draw_of_size(self, size: int) -> np.ndarray:
-        """Take a coalition of ``size`` uniformly among the untaken ones of that size."""
-        if self.remaining(size) <= 0:
-            raise ValueError(f"every coalition of size {size} is already taken")
-        if size not in self._leftover and 2 * self._taken[size] < self._population[size]:
+    def draw_of_size(self, size: int, containing: int | None = None) -> np.ndarray:
+        """Take a coalition of ``size`` uniformly among the untaken ones of that size (that contain
+        player ``containing`` when given)."""
+        if containing is None:
+            population, taken, key = self._population[size], self._taken[size], size
+        else:
+            population = math.comb(self.n - 1, size - 1) if size >= 1 else 0
+            taken, key = self.taken_with(containing, size), (size, containing)
+        if taken >= population:
+            raise ValueError(f"every coalition of size {size} is already taken"
+                             + ("" if containing is None else f" with player {containing}"))
+        others = np.delete(np.arange(self.n), containing) if containing is not None else None
+        if key not in self._leftover and 2 * taken < population:
             while True:
                 mask = np.zeros(self.n, dtype=bool)
-                mask[self.rng.choice(self.n, size, replace=False)] = True
+                if others is None:
+                    mask[self.rng.choice(self.n, size, replace=False)] = True
+                else:
+                    mask[containing] = True
+                    mask[others[self.rng.choice(self.n - 1, size - 1, replace=False)]] = True
                 if self.add(mask):
                     return mask
-        leftover = self._leftover.get(size)
+        leftover = self._leftover.get(key)
         if leftover is None:
             leftover = []
-            for combo in itertools.combinations(range(self.n), size):
+            pick_from = range(self.n) if others is None else others.tolist()
+            for combo in itertools.combinations(pick_from, size if others is None else size - 1):
                 mask = np.zeros(self.n, dtype=bool)
                 mask[list(combo)] = True
+                if others is not None:
+                    mask[containing] = True
                 if self._key(mask) not in self._keys:
                     leftover.append(mask)
-            self._leftover[size] = leftover
+            self._leftover[key] = leftover
         while True:  # swap-remove a uniform entry; skip entries taken meanwhile via add()
             pick = int(self.rng.integers(len(leftover)))
             leftover[pick], leftover[-1] = leftover[-1], leftover[pick]
             mask = leftover.pop()
             if self.add(mask):
                 return mask
+
+    def draw_pair(self, size: int, containing: int | None = None) -> np.ndarray:
+        """Take a new pair (S, N - S): S uniform among the untaken coalitions of ``size`` (containing
+        ``containing`` when given). Returns S. The pool must be closed under complement."""
+        mask = self.draw_of_size(size, containing)
+        self.add(~mask)
+        return mask
 
     def draw_uniform_size(self, sizes) -> np.ndarray:
         """A uniformly random size among ``sizes`` that still have untaken coalitions, then a
