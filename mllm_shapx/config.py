@@ -125,6 +125,9 @@ class ShapConf:
     fraction: Optional[float] = None
     linear: Optional[float] = None
     estimand: Estimand = Estimand.shapley
+    # CC/Neyman: subtract an additive fit before stratifying (variance down, bias O(1/budget)); false =
+    # the plain Zhang et al. estimator.
+    control_variate: bool = True
     mode: Mode = Mode.CONTEXTUAL
     similarity: Similarity = Similarity.TfIdfCosineSimilarity
     reducer: Reducer = Reducer.MeanReducer

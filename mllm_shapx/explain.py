@@ -85,7 +85,10 @@ HIERARCHICAL_KEYS = ("k", "shap_type", "shap_num_samples", "shap_fraction", "fir
 def estimator_options(shap, chat: Chat) -> Dict[str, Any]:
     """Estimator keyword options from ``shap.*``; hierarchical also gets the turn/modality boundaries."""
     options: Dict[str, Any] = {"estimand": shap.estimand.value}
-    if shap.explainer_type.value == "hierarchical":
+    kind = shap.explainer_type.value
+    if kind.endswith("_cc") or kind.endswith("_neyman"):
+        options["control_variate"] = shap.control_variate
+    if kind == "hierarchical":
         for key in HIERARCHICAL_KEYS:
             value = shap[key]
             options[key] = value.value if hasattr(value, "value") else value

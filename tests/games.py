@@ -87,15 +87,24 @@ class Recorder:
         self.game = game
         self.rows: list[bytes] = []
         self.calls = 0
+        self.batches: list[int] = []  # rows per call
 
     def __call__(self, masks):
         masks = np.asarray(masks, dtype=bool)
         self.calls += 1
+        self.batches.append(len(masks))
         self.rows.extend(np.packbits(row).tobytes() for row in masks)
         return self.game(masks)
 
     def saw(self, mask) -> bool:
         return np.packbits(np.asarray(mask, dtype=bool)).tobytes() in self.rows
+
+    def masks(self, n: int) -> np.ndarray:
+        """Every recorded row as a bool [rows, n] array, in the order asked."""
+        if not self.rows:
+            return np.zeros((0, n), dtype=bool)
+        packed = np.frombuffer(b"".join(self.rows), dtype=np.uint8).reshape(len(self.rows), -1)
+        return np.unpackbits(packed, axis=1)[:, :n].astype(bool)
 
 
 def airport(costs):

@@ -18,7 +18,7 @@ import numpy as np
 from .budget import minimal_budget, resolve_budget
 from .cc import limited_cc, standard_cc
 from .exact import MAX_EXACT_PLAYERS, check_exact_players, exact, exact_values
-from .hierarchical import hierarchical
+from .hierarchy import hierarchical
 from .montecarlo import limited_mc, standard_mc
 from .neyman import limited_neyman, standard_neyman
 from .result import BANZHAF_METHODS, ESTIMANDS, CountingGame, Estimate, check_estimand

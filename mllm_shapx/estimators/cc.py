@@ -120,7 +120,7 @@ def cc_strata(masks: np.ndarray, values: np.ndarray) -> Strata:
             cnt[:, s - 1] = block.sum(axis=0)
             dsum[:, s - 1] = block.T @ d
             dsq[:, s - 1] = block.T @ (d * d)
-    inv_pop = np.array([1.0 / math.comb(n - 1, j - 1) for j in range(1, n + 1)])
+    inv_pop = np.array([1 / math.comb(n - 1, j - 1) for j in range(1, n + 1)])  # int / int: no overflow
     return Strata(cnt, dsum, dsq, size_mean[1:], size_var[1:], inv_pop)
 
 

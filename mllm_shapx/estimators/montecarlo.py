@@ -88,7 +88,7 @@ def stratified_estimate(masks: np.ndarray, values: np.ndarray, weights: np.ndarr
     size_dev_sum = np.bincount(sizes, weights=dev, minlength=n + 1)
     out_cnt, out_sum, out_sq = size_cnt - in_cnt, size_dev_sum - in_sum, size_sq - in_sq
 
-    inv_pop = np.array([1.0 / math.comb(n - 1, k) for k in range(n)])
+    inv_pop = np.array([1 / math.comb(n - 1, k) for k in range(n)])  # int / int: no overflow
     in_mean, in_var = _side(in_cnt[:, 1:], in_sum[:, 1:], in_sq[:, 1:],
                             size_mean[1:], size_var[1:], inv_pop)
     out_mean, out_var = _side(out_cnt[:, :n], out_sum[:, :n], out_sq[:, :n],

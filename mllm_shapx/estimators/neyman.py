@@ -8,22 +8,22 @@ sampling differs. With the control variate the pilot's variances are those of th
 Step 1, pilot. After the pair (N, empty), the cells (player i, size j), j = 1..n-1, are visited
 round-robin over players: in each pass every player is visited once per size, in a diagonal order
 (player t of a seeded permutation gets size 1 + (t + d) mod (n-1) at step d), so a small budget
-spreads over players and sizes instead of going to player 0 first (the original walked row-major).
-A visited cell with fewer than ``pass + 1`` values gets one pair of size j: drawn to contain player i
-(``limited_neyman``) or uniform among the untaken pairs of that size (``standard_neyman``; the
-cell is then filled only by chance). ``pilot`` passes (default max(2, ceil(B / (2 n**2)))), never
-more than ``pilot_share`` (default half) of the budget beyond (N, empty), but at least one pair.
+spreads over players and sizes instead of going to player 0 first (the original walked row-major). A
+visited cell with fewer than ``pass + 1`` values gets one pair of size j: drawn to contain player i
+(``limited_neyman``) or uniform among the untaken pairs of that size (``standard_neyman``; the cell
+is then filled only by chance). ``pilot`` passes (default max(2, ceil(B / (2 n**2)))), never more
+than ``pilot_share`` (default half) of the budget beyond (N, empty), but at least one pair.
 
 Step 2, allocation. A pair of size s (and n - s) gives stratum (i, s) a value with probability s/n
-and stratum (i, n-s) one with probability (n-s)/n, so sum_i Var(phi_i) is about
-sum_s A_s / (n m_s) for m_s pairs of class s, with A_s = sum_i s2_{i,s} / s + sum_i s2_{i,n-s} / (n-s) over the classes
+and stratum (i, n-s) one with probability (n-s)/n, so sum_i Var(phi_i) is about sum_s A_s / (n m_s)
+for m_s pairs of class s, with A_s = sum_i s2_{i,s} / s + sum_i s2_{i,n-s} / (n-s) over the classes
 n/2 <= s <= n-1 (for s = n/2 both halves fall in the same strata, so that class counts its strata
 once: A = sum_i s2_{i,n/2} / n). The rest of the budget, in pairs, goes to the classes in proportion
 to sqrt(A_s) (water-filling: a class never gets more pairs than it has left, the excess is
 redistributed); if every A_s is 0 (a constant game), uniformly. Strata already enumerated count with
 zero variance. Pairs are then drawn uniformly within their class. ``neyman_steps`` = 2 when step 2
-drew at least one pair, else 1 (the budget ended inside the pilot: no pair was left for step 2,
-as with budgets below 6 or ``pilot_share=1``). The game is called once per step.
+drew at least one pair, else 1 (the budget ended inside the pilot: no pair was left for step 2, as
+with budgets below 6 or ``pilot_share=1``). The game is called once per step.
 """
 
 from __future__ import annotations
@@ -123,8 +123,9 @@ def _neyman(game, n, budget, rng, contain, method, estimand, pilot, pilot_share,
     steps = 1
     slopes = additive_fit(masks, values)[0] if control_variate else np.zeros(n)
     classes, weights = _class_weights(cc_strata(masks, values - masks @ slopes), n)
-    caps = np.array([pool.remaining_pairs(s) for s in classes], dtype=np.int64)
-    counts = allocate((budget - len(pool)) // 2, weights, caps)
+    total = (budget - len(pool)) // 2
+    caps = np.array([min(pool.remaining_pairs(s), total) for s in classes], dtype=np.int64)
+    counts = allocate(total, weights, caps)
     if counts.sum() > 0:
         steps = 2
         for size, count in zip(classes, counts):

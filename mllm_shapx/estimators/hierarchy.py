@@ -9,9 +9,12 @@ group kept or removed as a whole) is explained with ``first_layer_type`` (or ``s
 the same way and its subgroups explained in the group's conditional game (every player outside the
 group kept) with ``shap_type``, recursively, until groups are single players; the subgroup
 attributions are rescaled to sum to their group's (efficiency kept level by level; an inner sum of
-0 splits the group's attribution equally). A group attributed exactly 0 gives 0 to all its players
-and costs nothing. So every explanation has at most ``k`` players (or segments), and exact inner
-explainers stay cheap; single-player groups and two-player levels need no special case.
+0 splits the group's attribution equally). A group attributed 0 (up to rounding: 1e-12 of its
+level's total absolute attribution) gives 0 to all its players and costs nothing. So every
+explanation has at most ``k`` players (or segments), and exact inner explainers stay cheap;
+single-player groups and two-player levels need no special case. Caveat (benchmarks/estimators.py
+measures it): the rescaling factor phi_G / sum(psi) is unbounded when the inner attributions
+nearly cancel, so games with strong interactions across a group can get large errors.
 
 Budgets. The top level uses ``first_layer_num_samples`` / ``first_layer_fraction`` (default: the
 inner spec), inner levels ``shap_num_samples`` / ``shap_fraction`` (none for ``exact``), each resolved
@@ -78,7 +81,7 @@ class _Tree:
         self.levels = 0
         self.sampled = False
 
-    def _explain(self, players, groups, level, factor):
+    def _explain(self, groups, level, factor):
         from . import estimate  # the package entry point (recursion through estimate)
 
         method, spec = self.types[level == 1], self.specs[level == 1]
@@ -106,7 +109,7 @@ class _Tree:
     def refine(self, players, total, total_var, level, factor):
         """Attribute ``total`` (None at the top: whatever the game gives) to ``players``."""
         groups = split_groups(players, self.segments, self.k) if len(players) > 1 else [players]
-        psi, psi_var = self._explain(players, groups, level, factor)
+        psi, psi_var = self._explain(groups, level, factor)
         if total is None:
             vals, vars_ = psi, psi_var
         else:
@@ -118,6 +121,7 @@ class _Tree:
                 vals = psi * (total / inner)
                 vars_ = (total / inner) ** 2 * psi_var + (psi / inner) ** 2 * total_var
         strongest = np.abs(vals).max()
+        vals = np.where(np.abs(vals) <= 1e-12 * np.abs(vals).sum(), 0.0, vals)  # rounding: 0
         for grp, val, var in zip(groups, vals, vars_):
             child_factor = max(self.min_fraction, abs(val) / strongest) if strongest > 0 else 1.0
             if len(grp) == 1 or val == 0:
