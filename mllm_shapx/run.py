@@ -46,7 +46,9 @@ def _git_commit() -> Optional[str]:
                              text=True, timeout=5)
     except (OSError, subprocess.SubprocessError):
         return None
-    return out.stdout.strip() or None if out.returncode == 0 else None
+    if out.returncode != 0:
+        return None
+    return out.stdout.strip() or None
 
 
 def run(cfg: DictConfig, output_dir: Path) -> Optional[Dict[str, Any]]:
