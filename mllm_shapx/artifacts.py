@@ -25,7 +25,7 @@ import socket
 import tempfile
 import time
 from pathlib import Path
-from typing import Any, Dict, Iterable, List, Optional, Sequence
+from typing import Any, Dict, List, Optional, Sequence
 
 from filelock import FileLock, Timeout
 

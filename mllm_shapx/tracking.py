@@ -48,17 +48,17 @@ each sample file is written and ``finish`` after the summary is written. Everyth
 
 from __future__ import annotations
 
-import json
 import logging
 import math
 import os
 import re
 import secrets
 import string
-import tempfile
 import time
 from pathlib import Path
 from typing import Any, Dict, List, Optional, Protocol, Set, Tuple
+
+from .artifacts import atomic_write_json, read_json
 
 log = logging.getLogger(__name__)
 
@@ -158,43 +158,21 @@ def _first_line(error: BaseException) -> str:
 def _run_id(run_dir: Path, spec: dict) -> str:
     """The W&B run id of this run directory: stored once, reused by every later invocation."""
     bound_to = _spec_created_at(run_dir, spec)
-    stored = _read_json(run_dir / RUN_ID_FILE)
+    stored = read_json(run_dir / RUN_ID_FILE)
     if isinstance(stored, dict) and isinstance(stored.get("id"), str) and stored.get("spec_created_at") == bound_to:
         return stored["id"]
     alphabet = string.ascii_lowercase + string.digits
     run_id = "".join(secrets.choice(alphabet) for _ in range(12))
-    _atomic_write_json(run_dir / RUN_ID_FILE, {"id": run_id, "spec_created_at": bound_to})
+    atomic_write_json(run_dir / RUN_ID_FILE, {"id": run_id, "spec_created_at": bound_to})
     return run_id
 
 
 def _spec_created_at(run_dir: Path, spec: dict) -> Any:
     """``created_at`` of the directory's spec.json: a directory started afresh gets a new W&B run."""
-    on_disk = _read_json(run_dir / "spec.json")
+    on_disk = read_json(run_dir / "spec.json")
     if isinstance(on_disk, dict) and "created_at" in on_disk:
         return on_disk["created_at"]
     return spec.get("created_at")
-
-
-def _read_json(path: Path) -> Any:
-    try:
-        return json.loads(Path(path).read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return None
-
-
-def _atomic_write_json(path: Path, obj: Any) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as handle:
-            json.dump(obj, handle)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
 
 
 # --- metrics ------------------------------------------------------------------------------------------

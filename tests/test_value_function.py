@@ -13,7 +13,7 @@ import torch
 from mllm_shapx.chat import build_chat
 from mllm_shapx.config import check_config
 from mllm_shapx.connectors.hf_text import load_text_model
-from mllm_shapx.embeddings import ContextualEncoder, StaticEncoder, load_external, make_encoder
+from mllm_shapx.embeddings import ContextualEncoder, load_external, make_encoder
 from mllm_shapx.game import ChatGame
 from mllm_shapx.normalizers import normalize
 from mllm_shapx.similarity import REDUCERS, SIMILARITIES, EmbeddingScorer, cosine, euclidean

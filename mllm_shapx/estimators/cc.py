@@ -50,7 +50,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from .control import additive_fit
-from .montecarlo import _interpolate, _side
+from .montecarlo import _side, size_moments
 from .result import Estimate, check_shapley_only
 from .sampling import CoalitionPool
 
@@ -96,19 +96,8 @@ def cc_strata(masks: np.ndarray, values: np.ndarray) -> Strata:
     m, n = masks.shape
     c = complementary_values(masks, values)
     sizes = masks.sum(axis=1)
-    size_cnt = np.bincount(sizes, minlength=n + 1).astype(np.float64)
-    size_sum = np.bincount(sizes, weights=c, minlength=n + 1)
-    sampled = size_cnt > 0
-    size_mean = _interpolate(sampled, np.divide(size_sum, size_cnt, where=sampled,
-                                                out=np.zeros(n + 1)), n)
+    size_mean, size_var = size_moments(sizes, c, n)
     dev = c - size_mean[sizes]
-    size_sq = np.bincount(sizes, weights=dev**2, minlength=n + 1)
-    has_var = size_cnt >= 2
-    if has_var.any():
-        size_var = _interpolate(has_var, np.divide(size_sq, size_cnt - 1, where=has_var,
-                                                   out=np.zeros(n + 1)), n)
-    else:
-        size_var = np.full(n + 1, c.var(ddof=1) if m >= 2 else 0.0)
     cnt = np.zeros((n, n))
     dsum = np.zeros((n, n))
     dsq = np.zeros((n, n))

@@ -56,29 +56,39 @@ def _interpolate(known: np.ndarray, values: np.ndarray, n: int) -> np.ndarray:
     return np.interp(np.arange(n + 1), idx, values[idx])
 
 
+def size_moments(sizes: np.ndarray, values: np.ndarray, n: int):
+    """Mean and variance (ddof=1) of the values of each coalition size 0..n, pooled over players.
+
+    Sizes without a sample (or without two, for the variance) are interpolated from their
+    neighbours; with no size holding two values, the variance of all values is used.
+    """
+    size_cnt = np.bincount(sizes, minlength=n + 1).astype(np.float64)
+    size_sum = np.bincount(sizes, weights=values, minlength=n + 1)
+    sampled = size_cnt > 0
+    size_mean = _interpolate(sampled, np.divide(size_sum, size_cnt, where=sampled, out=np.zeros(n + 1)), n)
+    size_sq = np.bincount(sizes, weights=(values - size_mean[sizes]) ** 2, minlength=n + 1)
+    has_var = size_cnt >= 2
+    if has_var.any():
+        size_var = _interpolate(has_var, np.divide(size_sq, size_cnt - 1, where=has_var, out=np.zeros(n + 1)), n)
+    else:
+        size_var = np.full(n + 1, values.var(ddof=1) if len(values) >= 2 else 0.0)
+    return size_mean, size_var
+
+
 def stratified_estimate(masks: np.ndarray, values: np.ndarray, weights: np.ndarray):
     """(phi, stderr) from distinct coalitions ``masks`` [m, n] and their ``values`` [m]."""
     m, n = masks.shape
     sizes = masks.sum(axis=1)
-    size_cnt = np.bincount(sizes, minlength=n + 1).astype(np.float64)
-    size_sum = np.bincount(sizes, weights=values, minlength=n + 1)
-    sampled = size_cnt > 0
-    size_mean = _interpolate(sampled, np.divide(size_sum, size_cnt, where=sampled,
-                                                out=np.zeros(n + 1)), n)
+    size_mean, size_var = size_moments(sizes, values, n)
     dev = values - size_mean[sizes]  # centred per size: stable variances
+    size_cnt = np.bincount(sizes, minlength=n + 1).astype(np.float64)
     size_sq = np.bincount(sizes, weights=dev**2, minlength=n + 1)
-    has_var = size_cnt >= 2
-    if has_var.any():
-        size_var = _interpolate(has_var, np.divide(size_sq, size_cnt - 1, where=has_var,
-                                                   out=np.zeros(n + 1)), n)
-    else:
-        size_var = np.full(n + 1, values.var(ddof=1) if m >= 2 else 0.0)
 
     # Per player and size: count, sum and sum of squares of deviations of coalitions containing i.
     in_cnt = np.zeros((n, n + 1))
     in_sum = np.zeros((n, n + 1))
     in_sq = np.zeros((n, n + 1))
-    for s in np.flatnonzero(sampled):
+    for s in np.flatnonzero(size_cnt > 0):
         rows = sizes == s
         block = masks[rows].astype(np.float64)
         d = dev[rows]
