@@ -11,12 +11,16 @@ never relabels a sample.
 
 from __future__ import annotations
 
+import io
 import logging
 import re
 import urllib.parse
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Iterable, Sequence
+from typing import TYPE_CHECKING, Any, Callable, Iterable, Sequence
+
+if TYPE_CHECKING:
+    import numpy as np
 
 logger = logging.getLogger(__name__)
 
@@ -264,6 +268,25 @@ def _audio_bytes(value: Any, column: str, index: int) -> list[bytes]:
         else:
             raise ValueError(f"row {index}: column {column!r} holds {type(item).__name__}, expected WAV bytes")
     return out
+
+
+def decode_wav(data: bytes) -> tuple[np.ndarray, int]:
+    """Decode audio bytes (WAV; anything libsndfile reads) with soundfile: float32 mono samples in
+    [-1, 1] (channels averaged) and the sample rate. No resampling. Raises ValueError on bytes that are
+    not audio. (datasets' ``Audio()`` decoding needs torchcodec; the audio columns are plain bytes.)"""
+    import numpy as np
+    import soundfile as sf
+
+    if isinstance(data, dict):  # a datasets Audio(decode=False) struct
+        data = data.get("bytes")
+    if not isinstance(data, (bytes, bytearray, memoryview)):
+        raise ValueError(f"decode_wav expects WAV bytes, got {type(data).__name__}")
+    try:
+        samples, rate = sf.read(io.BytesIO(bytes(data)), dtype="float32", always_2d=True)
+    except (RuntimeError, TypeError) as exc:  # soundfile.LibsndfileError is a RuntimeError
+        raise ValueError(f"not a decodable WAV/audio file ({len(data)} bytes): {exc}") from exc
+    mono = samples[:, 0] if samples.shape[1] == 1 else samples.mean(axis=1, dtype=np.float32)
+    return np.ascontiguousarray(mono, dtype=np.float32), int(rate)
 
 
 def count_explainable_tokens(tokenizer: Any, texts: str | Iterable[str], token_filter: str = "exclude_punctuation") -> int:

@@ -12,17 +12,42 @@ Every text is written in this file (hand-written prompts; no network). ``token_c
 of explainable tokens of the prompt (all sentences summed) under the SmolLM2-135M-Instruct tokenizer
 (``mllm_shapx.data.count_explainable_tokens`` with the ``exclude_punctuation`` filter).
 
+Speech (SPEC §3 audio columns): ``audio__original``, ``audio__male``, ``audio__female`` hold 16 kHz
+mono PCM_16 WAV bytes synthesised offline from each row's text with Debian's ``espeak-ng`` (one clip
+per row; for ``multi_sentence`` a list with one clip per sentence). Voices (``VOICE_FOR_LANGUAGE``,
+``VOICE_VARIANTS``): ``audio__original`` = the row language's default espeak voice (``en``, ``fr``,
+``de``, ``es``, ``it``, ``pl``; a male voice, median pitch about 105 Hz); ``audio__male`` = that voice
+with the ``+m4`` variant (lower pitch, about 96 Hz, and raised formants: another male voice; ``+m3``
+is nearly the default voice); ``audio__female`` = with ``+f3`` (about 220 Hz). 175 words per minute
+(espeak's default).
+
+Signal path: espeak-ng writes 22,050 Hz int16; the speech is cut out and given exactly 40 ms of
+silence on each side (espeak adds 0-300 ms); the clip is resampled to 16 kHz with a numpy polyphase
+windowed-sinc filter (Kaiser, beta 8.6, 96 taps per phase, cutoff 7.2 kHz: flat to 6.5 kHz, aliasing
+below -90 dB), so neither sox nor scipy is needed; the level is scaled by a fixed 0.9 (espeak peaks
+reach full scale and resampling overshoots); the WAV is written with the standard-library ``wave``
+module (plain 44-byte header). espeak-ng is needed only to build: the committed files are read with
+``soundfile`` (``mllm_shapx.data.decode_wav``).
+
+Size: 16 kHz PCM_16 is 32 kB per second per voice and barely compresses (zstd: about 1.3x), so audio
+for every row would be about 57 MB. The committed shards carry audio for the first rows of each subset
+only (``AUDIO_ROWS``: run audio modalities with ``selection.max_samples`` up to that number); the other
+rows hold nulls in the audio columns. ``--audio-rows all --out DIR`` builds full-audio shards locally
+(use them with ``dataset.path=DIR/<subset>``).
+
 Deterministic: fixed row order, fixed schema, no timestamps; two runs write identical bytes (with
-the same pyarrow version). Usage::
+the same pyarrow, numpy and espeak-ng versions; the espeak-ng version is recorded in the parquet
+schema metadata). Usage::
 
-    python scripts/build_bundled_data.py            # rewrite mllm_shapx/bundled/
-    python scripts/build_bundled_data.py --out DIR  # write elsewhere
-    python scripts/build_bundled_data.py --check    # build into a temp dir, compare with the committed files
+    python scripts/build_bundled_data.py              # rewrite mllm_shapx/bundled/ (needs espeak-ng)
+    python scripts/build_bundled_data.py --no-audio   # text columns only (no espeak-ng needed)
+    python scripts/build_bundled_data.py --out DIR    # write elsewhere
+    python scripts/build_bundled_data.py --check      # build into a temp dir, compare with the committed files
+    python scripts/build_bundled_data.py --check --no-audio   # compare the text columns only
 
-Extending with audio (a later issue): give ``build_table`` an ``audio`` callable returning, for a
-subset and its rows, extra columns ``audio__original`` / ``audio__male`` / ``audio__female`` (WAV
-bytes per row; a list of WAV bytes per row for ``multi_sentence``); their arrow types are in
-``AUDIO_TYPES``.
+``--check`` compares table contents: the schema (with the audio metadata), every text cell, and every
+audio clip (its bytes, or else its decoded samples, which may differ by 1 LSB where floating-point
+rounding differs between machines).
 """
 
 from __future__ import annotations
@@ -30,12 +55,22 @@ from __future__ import annotations
 import argparse
 import collections
 import filecmp
+import functools
+import io
+import json
+import math
 import os
+import re
+import shutil
+import subprocess
 import sys
 import tempfile
+import time
+import wave
 from pathlib import Path
 from typing import Any, Callable
 
+import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
@@ -349,7 +384,8 @@ TEXT_SCHEMAS = {
         [("prompt", pa.string()), ("language", pa.string()), ("original_language", pa.string()), ("token_count", pa.int64())]
     ),
 }
-# Arrow types of the (future) audio columns: WAV bytes per row, a list of them for multi_sentence.
+# Arrow types of the audio columns: WAV bytes per row, a list of them (one per sentence) for
+# multi_sentence; null for rows without audio.
 AUDIO_COLUMNS = ("audio__original", "audio__male", "audio__female")
 AUDIO_TYPES = {
     "single_sentence": pa.binary(),
@@ -382,6 +418,202 @@ def load_tokenizer():
 AudioFn = Callable[[str, list[RowSpec]], dict[str, list[Any]]]
 
 
+# --------------------------------------------------------------------------------------------------
+# Speech (espeak-ng -> trim -> 16 kHz -> WAV PCM_16)
+# --------------------------------------------------------------------------------------------------
+
+ESPEAK = "espeak-ng"
+ESPEAK_APT_PACKAGE = "espeak-ng"
+SAMPLE_RATE = 16000
+SPEECH_RATE_WPM = 175  # espeak-ng's default
+# espeak-ng voice per row language; the variant per audio column (`espeak-ng --voices=variant`).
+VOICE_FOR_LANGUAGE = {"en": "en", "fr": "fr", "de": "de", "es": "es", "it": "it", "pl": "pl"}
+VOICE_VARIANTS = {"audio__original": "", "audio__male": "+m4", "audio__female": "+f3"}
+# Committed shards: audio for the first N rows of each subset (None = every row); see the docstring.
+AUDIO_ROWS: dict[str, int | None] = {"single_sentence": 8, "multi_sentence": 4, "multi_lingual": 6}
+TRIM_THRESHOLD = 1e-3  # |sample| (full scale 1.0) where speech starts / ends
+TRIM_PAD_SECONDS = 0.04  # silence on each side of the speech
+GAIN = 0.9  # fixed level scale: headroom for resampling overshoot (espeak peaks reach full scale)
+FILTER_HALF_TAPS = 48  # resampling filter: taps on each side, in input samples
+FILTER_CUTOFF = 0.45  # resampling filter cutoff, as a fraction of the lower sample rate
+FILTER_KAISER_BETA = 8.6
+AUDIO_METADATA_KEY = b"mllm_shapx.audio"
+
+
+class EspeakMissing(RuntimeError):
+    """espeak-ng is needed to synthesise the audio columns and is not installed."""
+
+
+def espeak_executable() -> str:
+    path = shutil.which(ESPEAK)
+    if path is None:
+        raise EspeakMissing(
+            f"{ESPEAK} not found on PATH; it synthesises the audio columns. Install the Debian/Ubuntu package "
+            f"'{ESPEAK_APT_PACKAGE}' (apt-get install -y --no-install-recommends {ESPEAK_APT_PACKAGE}), "
+            "or pass --no-audio to build the text columns only"
+        )
+    return path
+
+
+def espeak_version() -> str:
+    out = subprocess.run([espeak_executable(), "--version"], capture_output=True, text=True, check=True).stdout
+    match = re.search(r"text-to-speech:\s*(\S+)", out)
+    return match.group(1) if match else out.split("Data at")[0].strip()
+
+
+def read_pcm16(data: bytes) -> tuple[np.ndarray, int]:
+    """int16 samples (mono) and sample rate of PCM_16 WAV bytes."""
+    import soundfile as sf
+
+    samples, rate = sf.read(io.BytesIO(data), dtype="int16", always_2d=True)
+    if samples.shape[1] != 1:
+        raise ValueError(f"expected mono audio, got {samples.shape[1]} channels")
+    return samples[:, 0], int(rate)
+
+
+def synthesize(text: str, voice: str, rate_wpm: int = SPEECH_RATE_WPM) -> tuple[np.ndarray, int]:
+    """espeak-ng speech of ``text``: float64 samples (full scale 1.0) and their sample rate (22,050 Hz)."""
+    command = [espeak_executable(), "-v", voice, "-s", str(rate_wpm), "-b", "1", "--stdout", "--stdin"]
+    proc = subprocess.run(command, input=text.encode("utf-8"), capture_output=True)
+    if proc.returncode != 0 or not proc.stdout:
+        raise RuntimeError(f"{' '.join(command)} failed ({proc.returncode}): {proc.stderr.decode(errors='replace')}")
+    if proc.stderr.strip():  # e.g. an unknown voice is reported on stderr, with a fallback voice
+        raise RuntimeError(f"{' '.join(command)}: {proc.stderr.decode(errors='replace').strip()}")
+    samples, rate = read_pcm16(proc.stdout)
+    return samples.astype(np.float64) / 32768.0, rate
+
+
+def trim_silence(samples: np.ndarray, rate: int) -> np.ndarray:
+    """The speech (first to last sample above ``TRIM_THRESHOLD``) with exactly ``TRIM_PAD_SECONDS`` of
+    digital silence on each side (espeak-ng adds 0-50 ms before and 180-300 ms after the speech)."""
+    loud = np.flatnonzero(np.abs(samples) > TRIM_THRESHOLD)
+    if loud.size == 0:
+        raise ValueError("espeak-ng produced silence")
+    pad = np.zeros(int(round(TRIM_PAD_SECONDS * rate)))
+    return np.concatenate([pad, samples[int(loud[0]): int(loud[-1]) + 1], pad])
+
+
+@functools.lru_cache(maxsize=8)
+def _filter_bank(up: int, down: int) -> tuple[np.ndarray, np.ndarray]:
+    """Polyphase windowed-sinc filter for resampling by up/down: tap offsets (input samples relative to
+    floor(t)) and one row of taps per output phase (t - floor(t) = phase / up), each summing to 1."""
+    half = FILTER_HALF_TAPS
+    offsets = np.arange(-half + 1, half + 1)
+    cutoff = FILTER_CUTOFF * min(1.0, up / down)  # cycles per input sample
+    tau = (np.arange(up)[:, None] / up) - offsets[None, :]  # t - j, |tau| <= half
+    window = np.i0(FILTER_KAISER_BETA * np.sqrt(np.clip(1.0 - (tau / half) ** 2, 0.0, None))) / np.i0(FILTER_KAISER_BETA)
+    taps = 2.0 * cutoff * np.sinc(2.0 * cutoff * tau) * window
+    taps /= taps.sum(axis=1, keepdims=True)
+    return offsets, taps
+
+
+def resample(samples: np.ndarray, rate_in: int, rate_out: int = SAMPLE_RATE) -> np.ndarray:
+    """Band-limited resampling (polyphase windowed sinc, Kaiser window): output sample n sits at input
+    time n * rate_in / rate_out. Plain numpy, deterministic."""
+    samples = np.asarray(samples, dtype=np.float64)
+    if rate_in == rate_out:
+        return samples.copy()
+    g = math.gcd(rate_in, rate_out)
+    up, down = rate_out // g, rate_in // g
+    offsets, taps = _filter_bank(up, down)
+    half = FILTER_HALF_TAPS
+    padded = np.concatenate([np.zeros(half), samples, np.zeros(half)])
+    n_out = (len(samples) - 1) * up // down + 1
+    out = np.empty(n_out)
+    for start in range(0, n_out, 8192):
+        n = np.arange(start, min(n_out, start + 8192), dtype=np.int64)
+        base, phase = np.divmod(n * down, up)
+        window = padded[base[:, None] + offsets[None, :] + half]
+        out[start:start + len(n)] = np.sum(window * taps[phase], axis=1)
+    return out
+
+
+def wav_bytes(samples: np.ndarray, rate: int) -> bytes:
+    """Mono PCM_16 WAV (standard-library writer: a plain 44-byte header, no timestamps)."""
+    pcm = np.clip(np.round(np.asarray(samples) * 32768.0), -32768, 32767).astype("<i2")
+    buffer = io.BytesIO()
+    with wave.open(buffer, "wb") as out:
+        out.setnchannels(1)
+        out.setsampwidth(2)
+        out.setframerate(rate)
+        out.writeframes(pcm.tobytes())
+    return buffer.getvalue()
+
+
+def speech_clip(text: str, voice: str) -> bytes:
+    """16 kHz mono PCM_16 WAV bytes of ``text`` spoken by espeak-ng ``voice``."""
+    samples, rate = synthesize(text, voice)
+    return wav_bytes(GAIN * resample(trim_silence(samples, rate), rate, SAMPLE_RATE), SAMPLE_RATE)
+
+
+def voices_for(language: str) -> dict[str, str]:
+    """Audio column -> espeak-ng voice for a row language."""
+    if language not in VOICE_FOR_LANGUAGE:
+        raise ValueError(f"no espeak-ng voice configured for language {language!r} (VOICE_FOR_LANGUAGE)")
+    base = VOICE_FOR_LANGUAGE[language]
+    return {column: base + variant for column, variant in VOICE_VARIANTS.items()}
+
+
+class EspeakAudio:
+    """The ``audio`` callable of :func:`build_table`: the three audio columns of a subset, spoken by
+    espeak-ng, for the first ``rows[subset]`` rows (None: every row); null for the other rows."""
+
+    def __init__(self, rows: dict[str, int | None] | None = None):
+        espeak_executable()  # fail early, naming the apt package
+        self.rows = dict(AUDIO_ROWS if rows is None else rows)
+        self.version = espeak_version()
+        self.seconds: dict[str, dict[str, float]] = {}  # subset -> column -> seconds of speech
+
+    def rows_with_audio(self, subset: str, n_rows: int) -> int:
+        limit = self.rows.get(subset)
+        return n_rows if limit is None else min(int(limit), n_rows)
+
+    def __call__(self, subset: str, specs: list[RowSpec]) -> dict[str, list[Any]]:
+        n = self.rows_with_audio(subset, len(specs))
+        per_sentence = pa.types.is_list(AUDIO_TYPES[subset])
+        columns: dict[str, list[Any]] = {column: [] for column in AUDIO_COLUMNS}
+        seconds = dict.fromkeys(AUDIO_COLUMNS, 0.0)
+        for index, (texts, language, _) in enumerate(specs):
+            voices = voices_for(language)
+            for column in AUDIO_COLUMNS:
+                if index >= n:
+                    columns[column].append(None)
+                    continue
+                clips = [speech_clip(text, voices[column]) for text in texts]
+                seconds[column] += sum((len(c) - 44) / 2 / SAMPLE_RATE for c in clips)
+                if not per_sentence and len(clips) != 1:
+                    raise ValueError(f"{subset} row {index}: {len(clips)} texts for a single-clip audio column")
+                columns[column].append(clips if per_sentence else clips[0])
+        self.seconds[subset] = seconds
+        return columns
+
+    def metadata(self, subset: str) -> dict[bytes, bytes]:
+        """Parquet schema metadata describing how the audio was made (compared by ``--check``)."""
+        info = {
+            "synthesizer": f"espeak-ng {self.version}",
+            "format": "WAV, PCM_16, mono",
+            "sample_rate": SAMPLE_RATE,
+            "speech_rate_wpm": SPEECH_RATE_WPM,
+            "voices": {column: "<language voice>" + variant for column, variant in VOICE_VARIANTS.items()},
+            "language_voices": VOICE_FOR_LANGUAGE,
+            "rows_with_audio": self.rows_with_audio(subset, len(row_specs(subset))),
+            "trim": {"threshold": TRIM_THRESHOLD, "pad_seconds": TRIM_PAD_SECONDS},
+            "gain": GAIN,
+            "resampler": {
+                "kind": "polyphase windowed sinc (Kaiser)",
+                "half_taps": FILTER_HALF_TAPS,
+                "cutoff": FILTER_CUTOFF,
+                "beta": FILTER_KAISER_BETA,
+            },
+        }
+        return {AUDIO_METADATA_KEY: json.dumps(info, sort_keys=True).encode("utf-8")}
+
+
+# --------------------------------------------------------------------------------------------------
+# Building, writing, checking
+# --------------------------------------------------------------------------------------------------
+
+
 def build_table(subset: str, tokenizer: Any, audio: AudioFn | None = None) -> pa.Table:
     specs = row_specs(subset)
     counts = [count_explainable_tokens(tokenizer, texts, TOKEN_FILTER) for texts, _, _ in specs]
@@ -402,6 +634,9 @@ def build_table(subset: str, tokenizer: Any, audio: AudioFn | None = None) -> pa
                     raise ValueError(f"{subset}: audio column {name} has {len(extra[name])} rows, expected {len(specs)}")
                 columns[name] = extra[name]
                 schema = schema.append(pa.field(name, AUDIO_TYPES[subset]))
+        metadata = getattr(audio, "metadata", None)
+        if metadata is not None:
+            schema = schema.with_metadata(metadata(subset))
     return pa.Table.from_pydict(columns, schema=schema)
 
 
@@ -437,10 +672,18 @@ def check_requirements(subset: str, table: pa.Table) -> None:
     texts = table.column("sentences" if subset == "multi_sentence" else "prompt").to_pylist()
     if len(set(map(str, texts))) != len(texts):
         raise AssertionError(f"{subset}: duplicate prompts")
+    for name in AUDIO_COLUMNS:
+        if name not in table.column_names:
+            continue
+        for index, (clip, text) in enumerate(zip(table.column(name).to_pylist(), texts)):
+            if clip is not None and isinstance(text, list) and len(clip) != len(text):
+                raise AssertionError(f"{subset} row {index}: {len(clip)} {name} clips for {len(text)} sentences")
 
 
 def build(out_dir: str | Path = DEFAULT_OUT, tokenizer: Any = None, audio: AudioFn | None = None) -> dict[str, Path]:
-    """Write ``<out_dir>/<subset>/test.parquet`` for every subset; return subset -> path."""
+    """Write ``<out_dir>/<subset>/test.parquet`` for every subset; return subset -> path.
+
+    ``audio``: None for the text columns only, or e.g. ``EspeakAudio()`` for the audio columns too."""
     out_dir = Path(out_dir)
     tokenizer = tokenizer if tokenizer is not None else load_tokenizer()
     written = {}
@@ -453,39 +696,146 @@ def build(out_dir: str | Path = DEFAULT_OUT, tokenizer: Any = None, audio: Audio
     return written
 
 
+def same_audio(a: Any, b: Any, tolerance: int = 1) -> bool:
+    """Two audio cells (WAV bytes, a list of them, or None) hold the same clips: equal bytes, or equal
+    sample rates and lengths with int16 samples at most ``tolerance`` apart."""
+    if a == b:
+        return True
+    if a is None or b is None or isinstance(a, list) != isinstance(b, list):
+        return False
+    pairs = list(zip(a, b)) if isinstance(a, list) else [(a, b)]
+    if isinstance(a, list) and len(a) != len(b):
+        return False
+    for x, y in pairs:
+        if x == y:
+            continue
+        (xs, xr), (ys, yr) = read_pcm16(x), read_pcm16(y)
+        if xr != yr or len(xs) != len(ys):
+            return False
+        if len(xs) and int(np.max(np.abs(xs.astype(np.int32) - ys.astype(np.int32)))) > tolerance:
+            return False
+    return True
+
+
+def compare_tables(fresh: pa.Table, stored: pa.Table, audio: bool = True) -> list[str]:
+    """Differences between a fresh build and a stored file (empty: up to date).
+
+    Text columns are compared cell by cell (names, types, values). With ``audio`` the stored file must
+    have exactly the fresh columns and audio metadata, and every audio cell must match (``same_audio``);
+    without it, stored audio columns are ignored."""
+    problems = []
+    text_names = [n for n in fresh.column_names if n not in AUDIO_COLUMNS]
+    stored_text = [n for n in stored.column_names if n not in AUDIO_COLUMNS]
+    if stored_text != text_names:
+        return [f"text columns {stored_text}, expected {text_names}"]
+    if audio and stored.column_names != fresh.column_names:
+        return [f"columns {stored.column_names}, expected {fresh.column_names}"]
+    for name in stored.column_names if audio else text_names:
+        if stored.schema.field(name).type != fresh.schema.field(name).type:
+            problems.append(f"column {name}: type {stored.schema.field(name).type}, expected {fresh.schema.field(name).type}")
+    if problems:
+        return problems
+    if stored.num_rows != fresh.num_rows:
+        return [f"{stored.num_rows} rows, expected {fresh.num_rows}"]
+    for name in text_names:
+        if not stored.column(name).equals(fresh.column(name)):
+            rows = [i for i, (a, b) in enumerate(zip(stored.column(name).to_pylist(), fresh.column(name).to_pylist())) if a != b]
+            problems.append(f"column {name} differs in rows {rows[:10]}")
+    if audio:
+        meta_stored = (stored.schema.metadata or {}).get(AUDIO_METADATA_KEY)
+        meta_fresh = (fresh.schema.metadata or {}).get(AUDIO_METADATA_KEY)
+        if meta_stored != meta_fresh:
+            problems.append(f"audio metadata differs: stored {meta_stored!r}, fresh {meta_fresh!r}")
+        for name in AUDIO_COLUMNS:
+            if name not in fresh.column_names:
+                continue
+            pairs = zip(stored.column(name).to_pylist(), fresh.column(name).to_pylist())
+            rows = [i for i, (a, b) in enumerate(pairs) if not same_audio(a, b)]
+            if rows:
+                problems.append(f"column {name} differs in rows {rows[:10]}")
+    return problems
+
+
 def histogram(table: pa.Table) -> str:
     counts = collections.Counter(table.column("token_count").to_pylist())
     lines = [f"  {k:3d} | {'#' * v} {v}" for k, v in sorted(counts.items())]
     return "\n".join(lines)
 
 
+def _audio_rows_arg(value: str | None) -> dict[str, int | None] | None:
+    if value is None:
+        return None
+    if value == "all":
+        return dict.fromkeys(SUBSETS)
+    try:
+        n = int(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"a number of rows or 'all', got {value!r}") from None
+    if n < 0:
+        raise argparse.ArgumentTypeError(f"must be >= 0, got {n}")
+    return dict.fromkeys(SUBSETS, n)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--out", type=Path, default=DEFAULT_OUT, help="output folder (default: mllm_shapx/bundled)")
     parser.add_argument("--check", action="store_true", help="build into a temp dir and compare with --out")
+    parser.add_argument("--no-audio", action="store_true", help="text columns only (espeak-ng not needed)")
+    parser.add_argument(
+        "--audio-rows",
+        type=_audio_rows_arg,
+        default=None,
+        metavar="N|all",
+        help=f"audio for the first N rows of every subset, or all rows (default: {AUDIO_ROWS})",
+    )
     args = parser.parse_args(argv)
 
+    audio = None
+    if not args.no_audio:
+        try:
+            audio = EspeakAudio(args.audio_rows)
+        except EspeakMissing as exc:
+            print(f"error: {exc}", file=sys.stderr)
+            return 2
+
+    started = time.perf_counter()
     if args.check:
         with tempfile.TemporaryDirectory() as tmp:
-            fresh = build(tmp)
-            differ = [
-                s for s, p in fresh.items()
-                if not (args.out / s / p.name).is_file() or not filecmp.cmp(p, args.out / s / p.name, shallow=False)
-            ]
+            fresh = build(tmp, audio=audio)
+            differ = {}
+            for subset, path in fresh.items():
+                target = args.out / subset / path.name
+                if not target.is_file():
+                    differ[subset] = [f"{target} missing"]
+                elif audio is None or not filecmp.cmp(path, target, shallow=False):
+                    problems = compare_tables(pq.read_table(path), pq.read_table(target), audio=audio is not None)
+                    if problems:
+                        differ[subset] = problems
+        what = "text and audio" if audio is not None else "text columns"
         if differ:
-            print(f"out of date: {', '.join(differ)} (run scripts/build_bundled_data.py)")
+            for subset, problems in differ.items():
+                print(f"out of date: {subset}: " + "; ".join(problems))
+            print("run scripts/build_bundled_data.py")
             return 1
-        print("bundled data up to date")
+        print(f"bundled data up to date ({what}; {time.perf_counter() - started:.1f} s)")
         return 0
 
-    written = build(args.out)
+    written = build(args.out, audio=audio)
+    total = 0
     for subset, path in written.items():
         table = pq.read_table(path)
+        size = path.stat().st_size
+        total += size
         langs = collections.Counter(table.column("language").to_pylist())
-        print(f"{subset}: {table.num_rows} rows, {path.stat().st_size} bytes -> {path}")
+        print(f"{subset}: {table.num_rows} rows, {size} bytes -> {path}")
         print(f"  languages: {dict(sorted(langs.items()))}")
+        if audio is not None:
+            n = audio.rows_with_audio(subset, table.num_rows)
+            secs = ", ".join(f"{c} {s:.1f} s" for c, s in audio.seconds[subset].items())
+            print(f"  audio (espeak-ng {audio.version}) for the first {n} rows: {secs}")
         print("  token_count histogram:")
         print(histogram(table))
+    print(f"total {total} bytes in {time.perf_counter() - started:.1f} s")
     return 0
 
 

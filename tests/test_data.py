@@ -3,8 +3,12 @@
 from __future__ import annotations
 
 import collections
+import functools
 import importlib.util
+import io
+import json
 import os
+import wave
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -19,7 +23,7 @@ import pyarrow.parquet as pq  # noqa: E402
 import pytest  # noqa: E402
 
 from mllm_shapx import data  # noqa: E402
-from mllm_shapx.data import Row, check_columns, get_row, load_split, select_rows  # noqa: E402
+from mllm_shapx.data import Row, check_columns, decode_wav, get_row, load_split, select_rows  # noqa: E402
 
 datasets.disable_progress_bars()
 
@@ -74,11 +78,25 @@ def numbered(n: int, token_counts: list[int] | None = None) -> datasets.Dataset:
 # Bundled shards
 # ------------------------------------------------------------------------------------------------
 
-BUNDLED_SHAPES = {
-    "single_sentence": (["prompt", "language", "original_language", "token_count"], 128),
-    "multi_sentence": (["sentences", "language", "original_language", "token_count"], 40),
-    "multi_lingual": (["prompt", "language", "original_language", "token_count"], 60),
+TEXT_COLUMNS = {
+    "single_sentence": ["prompt", "language", "original_language", "token_count"],
+    "multi_sentence": ["sentences", "language", "original_language", "token_count"],
+    "multi_lingual": ["prompt", "language", "original_language", "token_count"],
 }
+AUDIO = ["audio__original", "audio__male", "audio__female"]
+BUNDLED_SHAPES = {subset: (columns + AUDIO, rows) for subset, columns, rows in [
+    ("single_sentence", TEXT_COLUMNS["single_sentence"], 128),
+    ("multi_sentence", TEXT_COLUMNS["multi_sentence"], 40),
+    ("multi_lingual", TEXT_COLUMNS["multi_lingual"], 60),
+]}
+
+
+@functools.lru_cache(maxsize=1)
+def _load_script():
+    spec = importlib.util.spec_from_file_location("build_bundled_data", SCRIPT)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
 
 
 @pytest.mark.parametrize("subset", sorted(BUNDLED_SHAPES))
@@ -91,7 +109,10 @@ def test_bundled_subset_loads(subset):
     assert row.index == len(ds) - 1
     assert row.texts and all(isinstance(t, str) and t.strip() for t in row.texts)
     assert isinstance(row.token_count, int) and row.token_count > 0
-    assert row.audio == {}
+    assert row.audio == {}  # audio only for the first rows (the committed shards stay small)
+    first = get_row(ds, 0)
+    assert sorted(first.audio) == sorted(AUDIO)
+    assert all(len(clips) == len(first.texts) for clips in first.audio.values())
 
 
 def test_bundled_single_sentence_buckets():
@@ -123,32 +144,229 @@ def test_bundled_missing_subset_or_split():
         load_split(DatasetCfg(path="bundled:single_sentence", split="train"))
 
 
-def _load_script():
-    spec = importlib.util.spec_from_file_location("build_bundled_data", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+# ------------------------------------------------------------------------------------------------
+# Bundled speech (read with soundfile; espeak-ng is never needed here)
+# ------------------------------------------------------------------------------------------------
+
+
+def _pitch(samples: np.ndarray, rate: int) -> float:
+    """Median fundamental frequency (Hz) over the louder 40 ms frames, by autocorrelation (60-400 Hz)."""
+    frame = int(0.04 * rate)
+    starts = range(0, len(samples) - frame, frame // 2)
+    energy = np.array([np.sum(samples[i:i + frame] ** 2) for i in starts])
+    lo, hi = rate // 400, rate // 60
+    estimates = []
+    for i, e in zip(starts, energy):
+        if e >= np.percentile(energy, 60):
+            x = samples[i:i + frame] - samples[i:i + frame].mean()
+            ac = np.correlate(x, x, "full")[frame - 1:]
+            estimates.append(rate / (lo + int(np.argmax(ac[lo:hi]))))
+    return float(np.median(estimates))
+
+
+def _bundled_audio(subset: str) -> tuple[pa.Table, int]:
+    """The committed table and its number of rows with audio (a prefix of the rows)."""
+    table = pq.read_table(data.bundled_path(subset, "test"))
+    present = [table.column(name).is_valid().to_pylist() for name in AUDIO]
+    assert present[0] == present[1] == present[2]
+    n = sum(present[0])
+    assert present[0] == [True] * n + [False] * (table.num_rows - n)
+    return table, n
+
+
+@pytest.mark.parametrize("subset", sorted(BUNDLED_SHAPES))
+def test_bundled_audio_clips(subset):
+    script = _load_script()
+    table, n = _bundled_audio(subset)
+    assert n == script.AUDIO_ROWS[subset] and n >= 4
+    meta = json.loads(table.schema.metadata[b"mllm_shapx.audio"])
+    assert meta["rows_with_audio"] == n and meta["sample_rate"] == 16000
+    assert meta["synthesizer"].startswith("espeak-ng ")
+    assert meta["voices"] == {c: "<language voice>" + v for c, v in script.VOICE_VARIANTS.items()}
+    texts = table.column("sentences" if subset == "multi_sentence" else "prompt").to_pylist()[:n]
+    languages = table.column("language").to_pylist()[:n]
+    durations, lengths = [], []
+    for name in AUDIO:
+        assert table.schema.field(name).type == script.AUDIO_TYPES[subset]
+        for index, cell in enumerate(table.column(name).to_pylist()[:n]):
+            sentences = texts[index] if subset == "multi_sentence" else [texts[index]]
+            clips = cell if subset == "multi_sentence" else [cell]
+            assert len(clips) == len(sentences)  # one clip per sentence
+            durations.append(0.0)
+            lengths.append(sum(len(t) for t in sentences))
+            for clip, sentence in zip(clips, sentences):
+                assert clip[:4] == b"RIFF" and clip[8:12] == b"WAVE"
+                with wave.open(io.BytesIO(clip)) as w:  # PCM_16 mono 16 kHz
+                    assert (w.getsampwidth(), w.getnchannels(), w.getframerate()) == (2, 1, 16000)
+                samples, rate = decode_wav(clip)
+                assert rate == 16000 and samples.dtype == np.float32 and samples.ndim == 1
+                seconds = len(samples) / rate
+                assert 0.5 < seconds < 12
+                assert 0.025 < seconds / len(sentence) < 0.12, (subset, index, name, sentence, seconds)
+                assert 0.3 < np.max(np.abs(samples)) < 1.0  # speech at a sane level, never clipped
+                edge = int(0.03 * rate)  # 40 ms of silence on each side (less the resampling filter's reach)
+                assert not samples[:edge].any() and not samples[-edge:].any()
+                assert np.max(np.abs(samples[edge + int(0.02 * rate):][:int(0.1 * rate)])) > 0.001  # speech follows
+                durations[-1] += seconds
+    if subset == "multi_lingual":  # its audio rows: one prompt in six languages; durations comparable
+        assert set(languages) == {"en", "fr", "de", "es", "it", "pl"}
+        assert max(durations) < 2 * min(durations)
+    else:  # English rows of varied lengths: the row's speech grows with its text
+        assert np.corrcoef(durations, lengths)[0, 1] > 0.9
+
+
+@pytest.mark.parametrize("subset", sorted(BUNDLED_SHAPES))
+def test_bundled_voices_differ(subset):
+    table, n = _bundled_audio(subset)
+    for index in range(n):
+        cells = {name: table.column(name)[index].as_py() for name in AUDIO}
+        clips = {name: cell if isinstance(cell, list) else [cell] for name, cell in cells.items()}
+        assert len({c for cs in clips.values() for c in cs}) == 3 * len(clips["audio__male"])  # all distinct
+        male = np.concatenate([decode_wav(c)[0] for c in clips["audio__male"]])
+        female = np.concatenate([decode_wav(c)[0] for c in clips["audio__female"]])
+        original = np.concatenate([decode_wav(c)[0] for c in clips["audio__original"]])
+        pitch = {"male": _pitch(male, 16000), "female": _pitch(female, 16000), "original": _pitch(original, 16000)}
+        assert pitch["female"] > 1.5 * pitch["male"] and pitch["female"] > 1.5 * pitch["original"], pitch
+        assert 70 < pitch["male"] < 150 and 150 < pitch["female"] < 300, pitch
+
+
+def test_get_row_returns_bundled_audio_bytes():
+    ds = load_split(DatasetCfg(path="bundled:multi_sentence"))
+    table, n = _bundled_audio("multi_sentence")
+    row = get_row(ds, 2)
+    assert len(row.texts) == 3
+    assert {name: row.audio[name] for name in AUDIO} == {name: table.column(name)[2].as_py() for name in AUDIO}
+    assert all(len(clips) == 3 and all(isinstance(c, bytes) for c in clips) for clips in row.audio.values())
+    assert get_row(ds, n).audio == {}
+    ml = load_split(DatasetCfg(path="bundled:multi_lingual"))
+    first = get_row(ml, 0)
+    assert [len(first.audio[name]) for name in AUDIO] == [1, 1, 1]
+    samples, rate = decode_wav(first.audio["audio__female"][0])
+    assert rate == 16000 and len(samples) > rate // 2
+
+
+def _wav(samples: np.ndarray, rate: int, channels: int = 1) -> bytes:
+    buffer = io.BytesIO()
+    with wave.open(buffer, "wb") as w:
+        w.setnchannels(channels)
+        w.setsampwidth(2)
+        w.setframerate(rate)
+        w.writeframes(np.asarray(samples, dtype="<i2").tobytes())
+    return buffer.getvalue()
+
+
+def test_decode_wav():
+    mono = np.array([0, 16384, -16384, 32767, -32768], dtype=np.int16)
+    samples, rate = decode_wav(_wav(mono, 22050))
+    assert rate == 22050 and samples.dtype == np.float32 and samples.shape == (5,)
+    np.testing.assert_allclose(samples, mono / 32768.0)
+    stereo = np.array([[16384, 0], [-16384, -16384]], dtype=np.int16)  # interleaved L/R frames
+    samples, rate = decode_wav(_wav(stereo.ravel(), 16000, channels=2))
+    assert rate == 16000 and samples.shape == (2,)
+    np.testing.assert_allclose(samples, [0.25, -0.5])  # channels averaged
+    samples, _ = decode_wav({"bytes": _wav(mono, 16000), "path": "x.wav"})  # an Audio(decode=False) cell
+    assert samples.shape == (5,)
+    for bad in (b"", b"RIFF0000WAVEjunk", b"not audio at all"):
+        with pytest.raises(ValueError, match="not a decodable WAV"):
+            decode_wav(bad)
+    with pytest.raises(ValueError, match="expects WAV bytes"):
+        decode_wav("x.wav")
+
+
+# ------------------------------------------------------------------------------------------------
+# The build script (its audio path needs espeak-ng; what can be checked without it is checked here,
+# the audio comparison runs in `scripts/build_bundled_data.py --check`)
+# ------------------------------------------------------------------------------------------------
 
 
 def test_committed_shards_equal_a_fresh_build(tmp_path):
     script = _load_script()
     tokenizer = script.load_tokenizer()
-    first = script.build(tmp_path / "a", tokenizer=tokenizer)
+    first = script.build(tmp_path / "a", tokenizer=tokenizer)  # text columns only: no espeak-ng
     second = script.build(tmp_path / "b", tokenizer=tokenizer)
     assert sorted(first) == sorted(BUNDLED_SHAPES)
     for subset, path in first.items():
         # deterministic: two builds write the same bytes
         assert path.read_bytes() == second[subset].read_bytes()
-        # the committed file holds exactly what the script builds
+        # the committed file holds exactly what the script builds (text columns), then the audio columns
         committed = data.bundled_path(subset, "test")
         fresh, stored = pq.read_table(path), pq.read_table(committed)
-        assert stored.schema.equals(fresh.schema)
-        assert stored.equals(fresh), f"{committed} is out of date: run scripts/build_bundled_data.py"
+        assert fresh.column_names == TEXT_COLUMNS[subset]
+        expected_schema = fresh.schema
+        for name in AUDIO:
+            expected_schema = expected_schema.append(pa.field(name, script.AUDIO_TYPES[subset]))
+        assert stored.schema.equals(expected_schema)
+        assert stored.select(fresh.column_names).equals(fresh), f"{committed} is out of date: run scripts/build_bundled_data.py"
+        assert script.compare_tables(fresh, stored, audio=False) == []
     # and the token counts are the explainable-token counts of the SmolLM2 tokenizer
     table = pq.read_table(first["multi_sentence"])
     sentences, counts = table.column("sentences").to_pylist(), table.column("token_count").to_pylist()
     assert counts[0] == sum(data.count_explainable_tokens(tokenizer, s) for s in sentences[0])
     assert data.count_explainable_tokens(tokenizer, "Why is the sky blue?") == 5  # "?" is not a player
+
+
+def test_script_without_espeak_names_the_apt_package(monkeypatch, capsys):
+    script = _load_script()
+    monkeypatch.setattr(script.shutil, "which", lambda name: None)
+    with pytest.raises(script.EspeakMissing, match=r"apt-get install .*espeak-ng.*--no-audio"):
+        script.EspeakAudio()
+    with pytest.raises(script.EspeakMissing, match="espeak-ng"):
+        script.synthesize("hello", "en")
+    assert script.main(["--check"]) == 2  # audio requested: refused before anything is built
+    assert "package 'espeak-ng'" in capsys.readouterr().err
+
+
+def test_script_resampler():
+    script = _load_script()
+    n = np.arange(22050)
+    for freq in (200, 1000, 3000, 6000):  # pass band: the 16 kHz sine, within -80 dB
+        out = script.resample(0.5 * np.sin(2 * np.pi * freq * n / 22050), 22050, 16000)
+        assert len(out) == (22050 - 1) * 16000 // 22050 + 1
+        ideal = 0.5 * np.sin(2 * np.pi * freq * np.arange(len(out)) / 16000)
+        assert np.max(np.abs(out - ideal)[200:-200]) < 0.5 * 1e-4
+    for freq in (8200, 9000, 10000):  # above the new Nyquist frequency: removed, not aliased
+        out = script.resample(0.5 * np.sin(2 * np.pi * freq * n / 22050), 22050, 16000)
+        assert np.max(np.abs(out[200:-200])) < 0.5 * 1e-4
+    ramp = np.linspace(-0.5, 0.5, 1000)
+    np.testing.assert_array_equal(script.resample(ramp, 16000, 16000), ramp)
+    # silence trimming: the loud part with exactly TRIM_PAD_SECONDS of silence on each side
+    signal = np.concatenate([np.zeros(22050), 0.5 * np.ones(100), np.zeros(22050)])
+    trimmed = script.trim_silence(signal, 22050)
+    pad = round(script.TRIM_PAD_SECONDS * 22050)
+    assert len(trimmed) == 100 + 2 * pad and trimmed[pad] == 0.5
+    speech_first = script.trim_silence(np.concatenate([0.5 * np.ones(10), np.zeros(5000)]), 22050)
+    assert len(speech_first) == 10 + 2 * pad and not speech_first[:pad].any() and speech_first[pad] == 0.5
+    with pytest.raises(ValueError, match="silence"):
+        script.trim_silence(np.zeros(100), 22050)
+
+
+def test_script_wav_and_audio_comparison():
+    script = _load_script()
+    clip = script.wav_bytes(np.array([0.0, 0.5, -0.5, 1.5, -1.5]), 16000)
+    assert len(clip) == 44 + 2 * 5
+    samples, rate = script.read_pcm16(clip)
+    assert rate == 16000 and samples.tolist() == [0, 16384, -16384, 32767, -32768]  # clipped, not wrapped
+    near = script.wav_bytes(np.array([1, 16385, -16384, 32767, -32768]) / 32768, 16000)  # 1 LSB off
+    far = script.wav_bytes(np.array([3, 16384, -16384, 32767, -32768]) / 32768, 16000)
+    short = script.wav_bytes(np.array([0.0, 0.5]), 16000)
+    assert script.same_audio(clip, clip) and script.same_audio(None, None)
+    assert script.same_audio(clip, near) and script.same_audio([clip, clip], [near, clip])
+    assert not script.same_audio(clip, far) and not script.same_audio(clip, short)
+    assert not script.same_audio(clip, None) and not script.same_audio([clip], [clip, clip])
+    assert not script.same_audio([clip], clip)
+
+    def table(prompts, clips, meta=b"x"):
+        schema = pa.schema([("prompt", pa.string()), ("audio__male", pa.binary())], metadata={b"mllm_shapx.audio": meta})
+        return pa.Table.from_pydict({"prompt": prompts, "audio__male": clips}, schema=schema)
+
+    fresh = table(["a", "b"], [clip, None])
+    assert script.compare_tables(fresh, table(["a", "b"], [near, None])) == []
+    assert script.compare_tables(fresh, table(["a", "b"], [far, None])) == ["column audio__male differs in rows [0]"]
+    assert script.compare_tables(fresh, table(["a", "c"], [clip, None])) == ["column prompt differs in rows [1]"]
+    assert script.compare_tables(fresh, table(["a", "b"], [clip, None], meta=b"y"))[0].startswith("audio metadata differs")
+    text_only = fresh.select(["prompt"])
+    assert script.compare_tables(text_only, table(["a", "b"], [far, clip], meta=b"y"), audio=False) == []
+    assert script.compare_tables(fresh, text_only) == ["columns ['prompt'], expected ['prompt', 'audio__male']"]
 
 
 # ------------------------------------------------------------------------------------------------
