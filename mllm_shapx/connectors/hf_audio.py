@@ -1,0 +1,378 @@
+"""``hf_audio``: an audio-in, text-out chat model on transformers' native Qwen2-Audio.
+
+A conversation is a list of messages ``{"role": "system" | "user" | "assistant", "content": str |
+[part, ...]}`` with parts ``{"type": "text", "text": str}`` or ``{"type": "audio", "audio":
+float32[N] (16 kHz mono), "segments": optional [(start, end), ...]}``. Any number of clips per turn
+and per conversation (each clip renders as its own ``<|audio_bos|><|AUDIO|><|audio_eos|>``
+placeholder).
+
+Encoding (:meth:`HFAudioModel.encode`) is done here rather than by ``processor(text=..., audio=...)``
+so that every prompt position can be labelled (role, content type, clip, segment); it produces
+exactly the processor's ``input_ids``/``input_features``/``feature_attention_mask`` (tested):
+
+1. the conversation is rendered with the processor's chat template, text parts replaced by
+   sentinels, so user text is located exactly, never confused with template text;
+2. each clip's ``<|AUDIO|>`` is expanded into ``num_audio_tokens(len(clip))`` tokens (one per
+   40 ms, see ``mllm_shapx/audio.py``), and the string is tokenised with offsets;
+3. the clips go through the processor's ``WhisperFeatureExtractor`` with the processor's own
+   settings (padding to 30 s = 3000 frames, attention mask): each clip is padded on its own, so a
+   clip's features never depend on the other clips of a batch.
+
+A clip too short to give a token (<= 320 samples, e.g. every segment masked) keeps its
+``<|audio_bos|><|audio_eos|>`` markers with no ``<|AUDIO|>`` between them and sends no features: the
+analogue of a user turn whose text tokens were all removed (its template markers stay).
+
+Generation batches many prompts into ONE ``generate`` call: token ids are left-padded, all clips of
+all rows are encoded together and scattered, in row-major order, into the ``<|AUDIO|>`` positions of
+the input embeddings (:meth:`HFAudioModel.input_embeddings`, the model's own merge, done here because
+the model silently switches to a crashing legacy merge when no row has two adjacent audio tokens);
+``generate`` then gets ``inputs_embeds`` + ``input_ids``. Sampling uses hf_text's per-row seeded
+sampler, so an answer depends only on its own prompt and seed.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple
+
+import numpy as np
+import torch
+from transformers import AutoProcessor, GenerationConfig, Qwen2AudioForConditionalGeneration
+from transformers.masking_utils import create_bidirectional_mask
+
+from ..audio import num_audio_tokens, remove_segments
+from ..chat import ASSISTANT, AUDIO, SYSTEM, TEXT, USER
+from .hf_text import _DTYPES, _SeededSampler, resolve_device
+
+_ROLE_IDS = {"user": USER, "assistant": ASSISTANT, "system": SYSTEM}
+_LOADED: Dict[Tuple, "HFAudioModel"] = {}
+
+
+@dataclass
+class EncodedPrompt:
+    """What ``generate`` needs for one row: token ids (audio runs expanded) and the clips, in order.
+
+    Each clip's run of ``<|AUDIO|>`` tokens must have ``num_audio_tokens(len(clip))`` tokens.
+    """
+
+    input_ids: np.ndarray
+    clips: List[np.ndarray]
+
+
+@dataclass
+class AudioPrompt(EncodedPrompt):
+    """A rendered prompt with a label per position (all arrays [T], -1 = not applicable).
+
+    ``roles``: USER / ASSISTANT for message content, SYSTEM for system content and every template
+    token (markers, role names, ``Audio N:``, ``<|audio_bos|>``/``<|audio_eos|>``).
+    ``content_types``: AUDIO for the ``<|AUDIO|>`` tokens, TEXT otherwise.
+    ``part``: the content part (numbered over the whole conversation, in order) the token comes from.
+    ``clip``: for AUDIO tokens, the clip (numbered from 0 in order of appearance).
+    ``audio_index``: for AUDIO tokens, the token's index k inside its clip (covers samples
+    [640 k, 640 (k + 1))).
+    ``segment``: for AUDIO tokens of a clip given with ``segments``, the segment containing the
+    token's centre sample (-1 when it lies in a gap between segments).
+    """
+
+    roles: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))
+    content_types: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))
+    part: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))
+    clip: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))
+    audio_index: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))
+    segment: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))
+    clip_segments: List[Optional[List[Tuple[int, int]]]] = field(default_factory=list)
+    audio_token_id: int = -1
+
+    @property
+    def clip_num_tokens(self) -> List[int]:
+        return [int(np.sum(self.clip == c)) for c in range(len(self.clips))]
+
+    def masked(self, clip_keep: Optional[Mapping[int, Sequence[bool]]] = None,
+               drop_positions: Optional[Sequence[int]] = None) -> EncodedPrompt:
+        """The prompt with text positions removed and, per clip, unkept segments removed.
+
+        ``clip_keep[c]`` is a keep vector over clip c's ``segments`` (``remove_segments``); its
+        ``<|AUDIO|>`` run is replaced by one of the masked clip's length. ``drop_positions`` are
+        positions of this prompt to remove (text players; audio positions are not allowed).
+        """
+        keep_pos = np.ones(len(self.input_ids), dtype=bool)
+        if drop_positions is not None and len(drop_positions):
+            drop = np.asarray(drop_positions, dtype=np.int64)
+            if np.any(self.content_types[drop] == AUDIO):
+                raise ValueError("audio positions are masked through clip_keep, not drop_positions")
+            keep_pos[drop] = False
+        clips = list(self.clips)
+        for c, keep in (clip_keep or {}).items():
+            if self.clip_segments[c] is None:
+                raise ValueError(f"clip {c} was given without segments")
+            clips[c] = remove_segments(self.clips[c], self.clip_segments[c], keep)
+        pieces: List[np.ndarray] = []
+        pos = 0
+        for c in range(len(self.clips)):
+            run = np.flatnonzero(self.clip == c)
+            if len(run) == 0:  # a zero-token clip: nothing to replace
+                continue
+            start, end = int(run[0]), int(run[-1]) + 1
+            pieces.append(self.input_ids[pos:start][keep_pos[pos:start]])
+            pieces.append(np.full(num_audio_tokens(len(clips[c])), self.audio_token_id, dtype=np.int64))
+            pos = end
+        pieces.append(self.input_ids[pos:][keep_pos[pos:]])
+        return EncodedPrompt(np.concatenate(pieces).astype(np.int64), clips)
+
+
+def load_audio_model(model: str, *, revision: Optional[str] = None, dtype: str = "float32",
+                     device: Optional[str] = None) -> "HFAudioModel":
+    """Load once per process (every job of a sweep in this process reuses it)."""
+    device = resolve_device(device)
+    key = (model, revision, dtype, device)
+    if key not in _LOADED:
+        _LOADED[key] = HFAudioModel(model, revision=revision, dtype=dtype, device=device)
+    return _LOADED[key]
+
+
+class HFAudioModel:
+    sampling_rate = 16000
+
+    def __init__(self, path: str, dtype: str = "float32", device: Optional[str] = None, *,
+                 revision: Optional[str] = None):
+        self.name = str(path)
+        self.device = resolve_device(device)
+        self.processor = AutoProcessor.from_pretrained(path, revision=revision)
+        self.tokenizer = self.processor.tokenizer
+        self.feature_extractor = self.processor.feature_extractor
+        self.model = Qwen2AudioForConditionalGeneration.from_pretrained(
+            path, revision=revision, dtype=_DTYPES[dtype]).to(self.device).eval()
+        if self.feature_extractor.sampling_rate != self.sampling_rate:
+            raise ValueError(f"expected a 16 kHz feature extractor, got {self.feature_extractor.sampling_rate}")
+        self.audio_token = self.processor.audio_token
+        self.audio_token_id = int(self.model.config.audio_token_id)
+        if self.tokenizer.convert_tokens_to_ids(self.audio_token) != self.audio_token_id:
+            raise ValueError("the tokenizer's audio token does not match the model's audio_token_id")
+        self.chat_template = self.processor.chat_template or self.tokenizer.chat_template
+        # the tokenizer's eos and the model's generation-config eos (Qwen2-Audio-Instruct ends a turn
+        # with <|im_end|> while its tokenizer's eos is <|endoftext|>): stop at any of them
+        eos_ids = set()
+        for eos in (self.tokenizer.eos_token_id, self.model.generation_config.eos_token_id):
+            if eos is not None:
+                eos_ids.update(eos if isinstance(eos, list) else [eos])
+        if not eos_ids:
+            raise ValueError(f"{path}: neither the tokenizer nor the generation config names an eos token")
+        self.eos_ids = {int(e) for e in eos_ids}
+        pad = self.tokenizer.pad_token_id
+        self.pad_id = pad if pad is not None else min(self.eos_ids)
+        self._special = [t for t in self.tokenizer.all_special_tokens if t]
+
+    # ------------------------------------------------------------------ encoding
+    def num_audio_tokens(self, num_samples: int) -> int:
+        fe = self.feature_extractor
+        return num_audio_tokens(num_samples, hop_length=fe.hop_length, max_frames=fe.nb_max_frames)
+
+    def prompt_tokens(self, conversation: Sequence[Mapping[str, Any]]) -> AudioPrompt:
+        """The rendered prompt's input_ids with role, content type, clip and segment per position."""
+        return self.encode(conversation)
+
+    def encode(self, conversation: Sequence[Mapping[str, Any]]) -> AudioPrompt:
+        messages = _normalise(conversation)
+        sentinel_msgs, texts = [], []
+        for message in messages:
+            parts = []
+            for part in message["content"]:
+                if part["type"] == "text":
+                    parts.append({"type": "text", "text": f"\x00{len(texts)}\x00"})
+                    texts.append(part["text"])
+                else:
+                    parts.append({"type": "audio"})
+            sentinel_msgs.append({"role": message["role"], "content": parts})
+        rendered = self.tokenizer.apply_chat_template(
+            sentinel_msgs, chat_template=self.chat_template, add_generation_prompt=True, tokenize=False)
+
+        # Walk the parts in order: text sentinels and audio placeholders, labelling character spans.
+        pieces: List[str] = []
+        spans: List[Tuple[int, int, int, int, int, int]] = []  # start, end, role, type, part, clip
+        clips: List[np.ndarray] = []
+        clip_segments: List[Optional[List[Tuple[int, int]]]] = []
+        cursor, length, part_no, text_no = 0, 0, 0, 0
+        for message in messages:
+            role = _ROLE_IDS[message["role"]]
+            for part in message["content"]:
+                if part["type"] == "text":
+                    needle, text = f"\x00{text_no}\x00", part["text"]
+                    text_no += 1
+                else:
+                    needle, text = self.audio_token, None
+                found = rendered.find(needle, cursor)
+                if found < 0:
+                    raise ValueError(f"the chat template dropped or altered a {message['role']} {part['type']} part")
+                pieces.append(rendered[cursor:found])
+                length += found - cursor
+                if part["type"] == "text":
+                    pieces.append(text)
+                    spans.append((length, length + len(text), role, TEXT, part_no, -1))
+                    length += len(text)
+                else:
+                    clip = _as_clip(part["audio"])
+                    n_tok = self.num_audio_tokens(len(clip))
+                    pieces.append(self.audio_token * n_tok)
+                    spans.append((length, length + len(self.audio_token) * n_tok, role, AUDIO, part_no, len(clips)))
+                    length += len(self.audio_token) * n_tok
+                    clips.append(clip)
+                    segs = part.get("segments")
+                    clip_segments.append(None if segs is None else [(int(s), int(e)) for s, e in segs])
+                cursor = found + len(needle)
+                part_no += 1
+        pieces.append(rendered[cursor:])
+        if "\x00" in rendered[cursor:] or rendered.count(self.audio_token) != len(clips):
+            raise ValueError("the chat template rendered an unexpected number of text or audio parts")
+        full = "".join(pieces)
+
+        enc = self.tokenizer(full, add_special_tokens=False, return_offsets_mapping=True)
+        ids = np.asarray(enc["input_ids"], dtype=np.int64)
+        offsets = np.asarray(enc["offset_mapping"], dtype=np.int64).reshape(-1, 2)
+        T = len(ids)
+        roles = np.full(T, SYSTEM, np.int64)
+        ctypes = np.full(T, TEXT, np.int64)
+        part_of = np.full(T, -1, np.int64)
+        clip_of = np.full(T, -1, np.int64)
+        for start, end, role, ctype, part_no, clip in spans:
+            inside = (offsets[:, 0] >= start) & (offsets[:, 1] <= end) & (offsets[:, 1] > offsets[:, 0])
+            if ctype == AUDIO:
+                inside &= ids == self.audio_token_id
+            roles[inside] = role
+            ctypes[inside] = ctype
+            part_of[inside] = part_no
+            clip_of[inside] = clip
+        audio_index = np.full(T, -1, np.int64)
+        segment = np.full(T, -1, np.int64)
+        stride = self.feature_extractor.hop_length * 4
+        for c, clip in enumerate(clips):
+            where = np.flatnonzero(clip_of == c)
+            if len(where) != self.num_audio_tokens(len(clip)):
+                raise ValueError(f"clip {c}: {len(where)} audio tokens after tokenisation, expected "
+                                 f"{self.num_audio_tokens(len(clip))}")
+            audio_index[where] = np.arange(len(where))
+            if clip_segments[c] is not None:
+                centres = np.arange(len(where)) * stride + stride // 2
+                for s, (a, b) in enumerate(clip_segments[c]):
+                    segment[where[(centres >= a) & (centres < b)]] = s
+        if int(np.sum(ids == self.audio_token_id)) != int(np.sum(clip_of >= 0)):
+            raise ValueError("a text part contains the audio placeholder token")
+        return AudioPrompt(input_ids=ids, clips=clips, roles=roles, content_types=ctypes, part=part_of,
+                           clip=clip_of, audio_index=audio_index, segment=segment, clip_segments=clip_segments,
+                           audio_token_id=self.audio_token_id)
+
+    def features(self, clips: Sequence[np.ndarray]) -> Dict[str, torch.Tensor]:
+        """``input_features`` [C, mel, 3000] and ``feature_attention_mask`` [C, 3000], as the processor makes them.
+
+        Clips giving no audio token are skipped (the model would have no position to put them).
+        """
+        clips = [c for c in clips if self.num_audio_tokens(len(c)) > 0]
+        if not clips:
+            return {}
+        out = self.feature_extractor(
+            clips, sampling_rate=self.sampling_rate, padding="max_length", return_attention_mask=True,
+            return_tensors="pt",
+        )
+        return {"input_features": out["input_features"], "feature_attention_mask": out["attention_mask"]}
+
+    # ------------------------------------------------------------------ generation
+    def generate(self, conversations: Sequence[Any], *, max_new_tokens: int, temperature: float = 0.0,
+                 top_k: Optional[int] = None, seeds: Optional[Sequence[int]] = None) -> List[np.ndarray]:
+        """Answer token ids per conversation (or per ``EncodedPrompt``), all in one ``generate`` call.
+
+        Generation stops at, and excludes, the end-of-turn token.
+        """
+        prompts = [c if isinstance(c, EncodedPrompt) else self.encode(c) for c in conversations]
+        if not prompts:
+            return []
+        width = max(len(p.input_ids) for p in prompts)
+        input_ids = torch.full((len(prompts), width), self.pad_id, dtype=torch.long)
+        attention = torch.zeros((len(prompts), width), dtype=torch.long)
+        all_clips: List[np.ndarray] = []
+        for row, prompt in enumerate(prompts):
+            n = len(prompt.input_ids)
+            input_ids[row, width - n:] = torch.as_tensor(prompt.input_ids)
+            attention[row, width - n:] = 1
+            expected = sum(self.num_audio_tokens(len(c)) for c in prompt.clips)
+            if int(np.sum(prompt.input_ids == self.audio_token_id)) != expected:
+                raise ValueError(f"row {row}: {int(np.sum(prompt.input_ids == self.audio_token_id))} audio "
+                                 f"tokens for clips worth {expected}")
+            all_clips.extend(prompt.clips)
+        input_ids, attention = input_ids.to(self.device), attention.to(self.device)
+        config = GenerationConfig(
+            max_new_tokens=max_new_tokens, do_sample=False, pad_token_id=self.pad_id,
+            eos_token_id=sorted(self.eos_ids),
+        )
+        processors = []
+        if temperature > 0:
+            seeds = seeds if seeds is not None else [0] * len(prompts)
+            processors.append(_SeededSampler(seeds, temperature, top_k, self.device))
+        with torch.inference_mode():
+            embeds = self.input_embeddings(input_ids, all_clips)
+            out = self.model.generate(
+                input_ids=input_ids, inputs_embeds=embeds, attention_mask=attention,
+                generation_config=config, logits_processor=processors,
+            )
+        return [self._trim(row) for row in out[:, width:].cpu().numpy()]
+
+    def input_embeddings(self, input_ids: torch.Tensor, clips: Sequence[np.ndarray]) -> torch.Tensor:
+        """The LM's input embeddings with each clip's encoding scattered into its ``<|AUDIO|>`` run.
+
+        This is what ``Qwen2AudioModel.forward`` does on its non-legacy path, done here so that it
+        is always the path taken: the model switches to a legacy merge (which re-expands every
+        ``<|AUDIO|>`` into a clip's worth of positions, and crashes under ``generate``) whenever no
+        row of the batch holds two adjacent ``<|AUDIO|>`` tokens -- e.g. a batch of coalitions that
+        each keep a single 40 ms segment. Clips are taken in row-major order, as the model does.
+        """
+        core = self.model.model
+        embeds = core.get_input_embeddings()(input_ids)
+        feats = self.features(clips)
+        if not feats:
+            return embeds
+        features = feats["input_features"].to(self.device, self.model.dtype)
+        frames = feats["feature_attention_mask"].to(self.device).sum(-1)
+        tower = core.audio_tower
+        conv_lengths, token_lengths = tower._get_feat_extract_output_lengths(frames)
+        max_len = (features.shape[-1] - 2) // 2 + 1
+        mask_2d = (torch.arange(max_len, device=self.device)[None, :] < conv_lengths[:, None]).long()
+        dummy = torch.zeros((features.shape[0], max_len, 1), dtype=embeds.dtype, device=self.device)
+        audio_mask = create_bidirectional_mask(config=tower.config, inputs_embeds=dummy, attention_mask=mask_2d)
+        hidden = tower(features, attention_mask=audio_mask).last_hidden_state
+        projected = core.multi_modal_projector(hidden)
+        valid = torch.arange(projected.shape[1], device=self.device)[None, :] < token_lengths[:, None]
+        audio = projected[valid].to(embeds.dtype)
+        slots = input_ids == self.audio_token_id
+        if int(slots.sum()) != audio.shape[0]:
+            raise ValueError(f"{int(slots.sum())} <|AUDIO|> positions for {audio.shape[0]} audio encodings")
+        return embeds.masked_scatter(slots.unsqueeze(-1), audio)
+
+    def _trim(self, tokens: np.ndarray) -> np.ndarray:
+        for i, token in enumerate(tokens):
+            if int(token) in self.eos_ids:
+                return tokens[:i].astype(np.int64)
+        return tokens.astype(np.int64)
+
+
+def _normalise(conversation: Sequence[Mapping[str, Any]]) -> List[Dict[str, Any]]:
+    messages = []
+    for message in conversation:
+        role = message["role"]
+        if role not in _ROLE_IDS:
+            raise ValueError(f"unknown role {role!r}")
+        content = message["content"]
+        if isinstance(content, str):
+            content = [{"type": "text", "text": content}]
+        parts = []
+        for part in content:
+            kind = part.get("type", "audio" if "audio" in part else "text")
+            if kind not in ("text", "audio"):
+                raise ValueError(f"unknown content part type {kind!r}")
+            parts.append(dict(part, type=kind))
+        messages.append({"role": role, "content": parts})
+    return messages
+
+
+def _as_clip(audio: Any) -> np.ndarray:
+    clip = np.asarray(audio, dtype=np.float32)
+    if clip.ndim != 1:
+        raise ValueError(f"an audio clip must be mono 1-D 16 kHz samples, got shape {clip.shape}")
+    return clip
