@@ -24,6 +24,9 @@ log = logging.getLogger(__name__)
 register_configs()
 if not OmegaConf.has_resolver("mllm_shapx.run_slug"):
     OmegaConf.register_new_resolver("mllm_shapx.run_slug", run_slug)
+if not OmegaConf.has_resolver("mllm_shapx.launchers_dir"):  # hydra.searchpath in conf/config.yaml
+    OmegaConf.register_new_resolver("mllm_shapx.launchers_dir",
+                                    lambda: str(Path(__file__).resolve().parent.parent / "launchers"))
 
 
 @hydra.main(version_base="1.3", config_path="../conf", config_name="config")

@@ -85,8 +85,9 @@ def run(cfg: DictConfig, output_dir: Path) -> Optional[Dict[str, Any]]:
                                    experiment_set_id=cfg.experiment_set_id, spec=spec)
             failed = _explain_rows(cfg, slug, dataset, model, selected, mine, run_dir, tracker)
         except BaseException as error:
-            run_dir.write_status("failed", error=f"{type(error).__name__}: {error}",
-                                 traceback=traceback.format_exc())
+            stopped = isinstance(error, (KeyboardInterrupt, SystemExit))  # submitit requeues by SystemExit
+            run_dir.write_status("interrupted" if stopped else "failed",
+                                 error=f"{type(error).__name__}: {error}", traceback=traceback.format_exc())
             raise
         with run_dir.shared:
             run_dir.write_checkpoint(selected)
