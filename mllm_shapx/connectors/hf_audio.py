@@ -37,12 +37,12 @@ from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple
 
 import numpy as np
 import torch
-from transformers import AutoProcessor, GenerationConfig, Qwen2AudioForConditionalGeneration
+from transformers import AutoProcessor, Qwen2AudioForConditionalGeneration
 from transformers.masking_utils import create_bidirectional_mask
 
 from ..audio import num_audio_tokens, remove_segments
 from ..chat import ASSISTANT, AUDIO, SYSTEM, TEXT, USER
-from .hf_text import _DTYPES, _SeededSampler, resolve_device
+from .hf_text import _DTYPES, generation_args, resolve_device, trim_at_eos
 
 _ROLE_IDS = {"user": USER, "assistant": ASSISTANT, "system": SYSTEM}
 _LOADED: Dict[Tuple, "HFAudioModel"] = {}
@@ -298,21 +298,13 @@ class HFAudioModel:
                                  f"tokens for clips worth {expected}")
             all_clips.extend(prompt.clips)
         input_ids, attention = input_ids.to(self.device), attention.to(self.device)
-        config = GenerationConfig(
-            max_new_tokens=max_new_tokens, do_sample=False, pad_token_id=self.pad_id,
-            eos_token_id=sorted(self.eos_ids),
-        )
-        processors = []
-        if temperature > 0:
-            seeds = seeds if seeds is not None else [0] * len(prompts)
-            processors.append(_SeededSampler(seeds, temperature, top_k, self.device))
+        args = generation_args(pad_id=self.pad_id, eos_ids=self.eos_ids, device=self.device,
+                               n_rows=len(prompts), max_new_tokens=max_new_tokens, temperature=temperature,
+                               top_k=top_k, seeds=seeds)
         with torch.inference_mode():
             embeds = self.input_embeddings(input_ids, all_clips)
-            out = self.model.generate(
-                input_ids=input_ids, inputs_embeds=embeds, attention_mask=attention,
-                generation_config=config, logits_processor=processors,
-            )
-        return [self._trim(row) for row in out[:, width:].cpu().numpy()]
+            out = self.model.generate(input_ids=input_ids, inputs_embeds=embeds, attention_mask=attention, **args)
+        return [trim_at_eos(row, self.eos_ids) for row in out[:, width:].cpu().numpy()]
 
     def input_embeddings(self, input_ids: torch.Tensor, clips: Sequence[np.ndarray]) -> torch.Tensor:
         """The LM's input embeddings with each clip's encoding scattered into its ``<|AUDIO|>`` run.
@@ -344,12 +336,6 @@ class HFAudioModel:
         if int(slots.sum()) != audio.shape[0]:
             raise ValueError(f"{int(slots.sum())} <|AUDIO|> positions for {audio.shape[0]} audio encodings")
         return embeds.masked_scatter(slots.unsqueeze(-1), audio)
-
-    def _trim(self, tokens: np.ndarray) -> np.ndarray:
-        for i, token in enumerate(tokens):
-            if int(token) in self.eos_ids:
-                return tokens[:i].astype(np.int64)
-        return tokens.astype(np.int64)
 
 
 def _normalise(conversation: Sequence[Mapping[str, Any]]) -> List[Dict[str, Any]]:

@@ -7,7 +7,6 @@ other prompts of the batch.
 
 from __future__ import annotations
 
-import time
 from typing import Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
@@ -58,6 +57,26 @@ class _SeededSampler(LogitsProcessor):
         return forced.scatter(1, chosen, 0.0)
 
 
+def generation_args(*, pad_id: int, eos_ids, device: str, n_rows: int, max_new_tokens: int,
+                    temperature: float, top_k: Optional[int], seeds: Optional[Sequence[int]]) -> dict:
+    """``generate`` keyword arguments shared by the connectors: greedy, or per-row seeded sampling."""
+    config = GenerationConfig(max_new_tokens=max_new_tokens, do_sample=False, pad_token_id=pad_id,
+                              eos_token_id=sorted(eos_ids))
+    processors = []
+    if temperature > 0:
+        seeds = seeds if seeds is not None else [0] * n_rows
+        processors.append(_SeededSampler(seeds, temperature, top_k, device))
+    return {"generation_config": config, "logits_processor": processors}
+
+
+def trim_at_eos(tokens: np.ndarray, eos_ids) -> np.ndarray:
+    """Answer ids up to (excluding) the first end-of-turn token."""
+    for i, token in enumerate(tokens):
+        if int(token) in eos_ids:
+            return tokens[:i].astype(np.int64)
+    return tokens.astype(np.int64)
+
+
 class HFTextModel:
     def __init__(self, model: str, *, revision: Optional[str], dtype: str, device: str, trust_remote_code: bool):
         path = resolve_embedded(model) if is_embedded(model) else model
@@ -82,37 +101,10 @@ class HFTextModel:
         for row, prompt in enumerate(prompts):
             input_ids[row, width - len(prompt):] = torch.as_tensor(prompt)
             attention[row, width - len(prompt):] = 1
-        config = GenerationConfig(
-            max_new_tokens=max_new_tokens, do_sample=False, pad_token_id=self.pad_id,
-            eos_token_id=sorted(self.eos_ids),
-        )
-        processors = []
-        if temperature > 0:
-            seeds = seeds if seeds is not None else [0] * len(prompts)
-            processors.append(_SeededSampler(seeds, temperature, top_k, self.device))
+        args = generation_args(pad_id=self.pad_id, eos_ids=self.eos_ids, device=self.device,
+                               n_rows=len(prompts), max_new_tokens=max_new_tokens, temperature=temperature,
+                               top_k=top_k, seeds=seeds)
         with torch.inference_mode():
-            out = self.model.generate(
-                input_ids=input_ids.to(self.device), attention_mask=attention.to(self.device),
-                generation_config=config, logits_processor=processors,
-            )
-        return [self._trim(row) for row in out[:, width:].cpu().numpy()]
-
-    def _trim(self, tokens: np.ndarray) -> np.ndarray:
-        for i, token in enumerate(tokens):
-            if int(token) in self.eos_ids:
-                return tokens[:i].astype(np.int64)
-        return tokens.astype(np.int64)
-
-
-class ModelTimer:
-    """Accumulates wall time spent inside model calls (for the runner-overhead measurement)."""
-
-    def __init__(self):
-        self.seconds = 0.0
-
-    def __enter__(self):
-        self._start = time.perf_counter()
-        return self
-
-    def __exit__(self, *exc):
-        self.seconds += time.perf_counter() - self._start
+            out = self.model.generate(input_ids=input_ids.to(self.device),
+                                      attention_mask=attention.to(self.device), **args)
+        return [trim_at_eos(row, self.eos_ids) for row in out[:, width:].cpu().numpy()]
