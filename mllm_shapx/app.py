@@ -1,7 +1,8 @@
 """Hydra entry point: ``python -m mllm_shapx.app +experiment=mc_minimal [--multirun ...]``.
 
 Thin on purpose: compose the config, then call :func:`mllm_shapx.run.run` on the job's output
-directory. Configuration errors exit with code 2 (final: retrying cannot help).
+directory. Configuration errors exit with code 2 (final: retrying cannot help); in a multirun sweep
+the failing job is reported and the other jobs still run.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ from pathlib import Path
 
 import hydra
 from hydra.core.hydra_config import HydraConfig
+from hydra.types import RunMode
 from omegaconf import DictConfig, OmegaConf
 
 from .artifacts import RunDirError
@@ -41,6 +43,8 @@ def main(cfg: DictConfig) -> None:
             log.error(line)
             print(f"error: {line}", file=sys.stderr)
         _discard_if_only_hydra_files(output_dir)
+        if HydraConfig.get().mode == RunMode.MULTIRUN:
+            raise  # the launcher records this job as failed and goes on with the others
         sys.exit(2)
     if cfg.dry_run:
         _discard_if_only_hydra_files(output_dir)

@@ -146,8 +146,8 @@ class RunDir:
             )
 
     def _move_aside(self) -> None:
-        aside = self.path.with_name(f"{self.path.name}.replaced-{time.strftime('%Y%m%d-%H%M%S')}")
-        aside.mkdir(parents=True, exist_ok=False)
+        aside = Path(tempfile.mkdtemp(prefix=f"{self.path.name}.replaced-{time.strftime('%Y%m%d-%H%M%S')}-",
+                                      dir=self.path.parent))
         for name in ("spec.json", "checkpoint.json", "samples", "failures", "summary", "status", "wandb_run.json",
                      "wandb"):
             if (self.path / name).exists():
@@ -201,11 +201,16 @@ class RunDir:
         failed = [i for i in selected if not self.is_complete(i) and self.failure_path(i).exists()]
         n = len(samples)
 
-        def mean(key: str, block: str = "attr_summary") -> Optional[float]:
-            values = [s[block][key] for s in samples if s.get(block, {}).get(key) is not None]
+        def present(key: str, block: Optional[str] = None) -> List[float]:
+            """Values of a key across samples, leaving out null ones (NaN/inf are written as null)."""
+            return [v for s in samples if (v := (s.get(block) or {} if block else s).get(key)) is not None]
+
+        def mean(key: str, block: Optional[str] = "attr_summary") -> Optional[float]:
+            values = present(key, block)
             return sum(values) / len(values) if values else None
 
-        runtime = sum(s["runtime_sec"] for s in samples)
+        runtime = sum(present("runtime_sec"))
+        gaps = [abs(g) for g in present("efficiency_gap")]
         summary = {
             "n_samples": n,
             "runtime_sec_total": runtime,
@@ -215,8 +220,8 @@ class RunDir:
             "n_selected": len(selected),
             "n_failed": len(failed),
             "failed_indices": failed,
-            "n_calls_total": sum(s["n_calls"] for s in samples),
-            "avg_abs_efficiency_gap": sum(abs(s["efficiency_gap"]) for s in samples) / n if n else None,
+            "n_calls_total": sum(present("n_calls")),
+            "avg_abs_efficiency_gap": sum(gaps) / len(gaps) if gaps else None,
             "updated_at": time.time(),
         }
         atomic_write_json(self.path / "summary" / "aggregate_metrics.json", summary)

@@ -48,21 +48,15 @@ def build_chat(tokenizer, texts: Sequence[str], system_prompt: Optional[str] = N
                token_filter: str = "exclude_punctuation") -> Chat:
     messages = ([{"role": "system", "content": system_prompt}] if system_prompt else [])
     messages += [{"role": "user", "content": text} for text in texts]
-    rendered = tokenizer.apply_chat_template(messages, add_generation_prompt=True, tokenize=False)
+    rendered, spans = _render_with_spans(tokenizer, messages)
     encoded = tokenizer(rendered, add_special_tokens=False, return_offsets_mapping=True)
     ids = np.asarray(encoded["input_ids"], dtype=np.int64)
     offsets = np.asarray(encoded["offset_mapping"], dtype=np.int64).reshape(-1, 2)
 
     in_user = np.zeros(len(ids), dtype=bool)
-    cursor = 0
-    for message in messages:
-        start = rendered.find(message["content"], cursor)
-        if start < 0:
-            raise ValueError(f"the chat template altered a {message['role']} turn; cannot locate its tokens")
-        end = start + len(message["content"])
+    for message, (start, end) in zip(messages, spans):
         if message["role"] == "user":
             in_user |= (offsets[:, 0] >= start) & (offsets[:, 1] <= end) & (offsets[:, 1] > offsets[:, 0])
-        cursor = end
 
     roles = np.where(in_user, USER, SYSTEM).astype(np.int64)
     user_positions = np.flatnonzero(in_user)
@@ -78,6 +72,36 @@ def build_chat(tokenizer, texts: Sequence[str], system_prompt: Optional[str] = N
         players=players,
         texts=list(texts),
     )
+
+
+_PLACEHOLDER = "MLLMSHAPXTURN{}X"
+
+
+def _render_with_spans(tokenizer, messages):
+    """The rendered prompt and the character span of each message's content in it.
+
+    Rendered once with a unique placeholder per content, so a content is never confused with template
+    text (role names, an injected default system prompt) that happens to contain the same words.
+    """
+    marked = [{**m, "content": _PLACEHOLDER.format(i)} for i, m in enumerate(messages)]
+    template = tokenizer.apply_chat_template(marked, add_generation_prompt=True, tokenize=False)
+    pieces, spans, cursor, length = [], [], 0, 0
+    for i, message in enumerate(messages):
+        marker = _PLACEHOLDER.format(i)
+        at = template.find(marker, cursor)
+        if at < 0 or template.count(marker) != 1:
+            raise ValueError(f"the chat template altered a {message['role']} turn; cannot locate its tokens")
+        pieces.append(template[cursor:at])
+        length += at - cursor
+        spans.append((length, length + len(message["content"])))
+        pieces.append(message["content"])
+        length += len(message["content"])
+        cursor = at + len(marker)
+    pieces.append(template[cursor:])
+    rendered = "".join(pieces)
+    if rendered != tokenizer.apply_chat_template(messages, add_generation_prompt=True, tokenize=False):
+        raise ValueError("the chat template rewrites turn contents; cannot locate the user's tokens")
+    return rendered, spans
 
 
 def _turn_starts(ids: np.ndarray, tokenizer) -> np.ndarray:

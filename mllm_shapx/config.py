@@ -275,6 +275,9 @@ class ConfigError(ValueError):
         self.problems = list(problems)
         super().__init__("\n".join(self.problems))
 
+    def __reduce__(self):  # survives pickling (submitit ships a job's exception back to the driver)
+        return type(self), (self.problems,)
+
 
 _SHA = re.compile(r"^[0-9a-f]{40}$")
 _BUDGET_KEYS = ("num_samples", "fraction", "linear")
@@ -361,6 +364,11 @@ def check_config(cfg: DictConfig) -> List[str]:
     for key in ("max_length", "batch_size"):
         if cfg.embedding[key] < 1:
             problems.append(f"embedding.{key}: must be >= 1")
+    if cfg.seed < 0:
+        problems.append("seed: must be >= 0")
+    if not cfg.resume and cfg.shard.count > 1:
+        problems.append("resume: resume=false cannot be combined with shard.count > 1 (every shard would "
+                        "move the others' results aside); start afresh with one unsharded resume=false run")
     if cfg.shard.count < 1 or not 0 <= cfg.shard.index < cfg.shard.count:
         problems.append(f"shard.index: {cfg.shard.index} is not in [0, shard.count={cfg.shard.count})")
     if cfg.runtime.num_threads is not None and cfg.runtime.num_threads < 1:

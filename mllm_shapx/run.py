@@ -60,9 +60,18 @@ def run(cfg: DictConfig, output_dir: Path) -> Optional[Dict[str, Any]]:
     if cfg.dry_run:
         print(f"planned: {output_dir}", flush=True)
         return None
-    if cfg.runtime.num_threads:
-        torch.set_num_threads(cfg.runtime.num_threads)
+    if cfg.shap.similarity.value == "TfIdfCosineSimilarity" and cfg.embedding.model_id:
+        log.warning("embedding.model_id is not used: TfIdfCosineSimilarity compares answer token ids")
+    threads = torch.get_num_threads()
+    try:
+        if cfg.runtime.num_threads:
+            torch.set_num_threads(cfg.runtime.num_threads)
+        return _run(cfg, output_dir, slug)
+    finally:
+        torch.set_num_threads(threads)  # nothing process-global leaks into the next job of a sweep
 
+
+def _run(cfg: DictConfig, output_dir: Path, slug: str) -> Dict[str, Any]:
     from .connectors.hf_text import load_text_model
     from .data import load_split, select_rows
     from .explain import chat_for
@@ -73,7 +82,7 @@ def run(cfg: DictConfig, output_dir: Path) -> Optional[Dict[str, Any]]:
                             device=cfg.device.value if cfg.device else None,
                             trust_remote_code=conn.trust_remote_code)
     selected = _config_step(select_rows, dataset, _at_least_one_player(cfg.selection),
-                            lambda row: chat_for(row, model, cfg).n_players)
+                            lambda row: _players_or_skip(row, model, cfg, chat_for))
     mine = selected[cfg.shard.index::cfg.shard.count]
 
     with RunDir(output_dir, cfg.shard.index, cfg.shard.count) as run_dir:
@@ -126,6 +135,15 @@ def _explain_rows(cfg, slug, dataset, model, selected, mine, run_dir: RunDir, tr
             tracker.log_sample(sample)
         run_dir.write_status("running", rows_selected=len(mine), rows_done=done, rows_failed=failed)
     return failed
+
+
+def _players_or_skip(row, model, cfg, chat_for) -> int:
+    """Explainable tokens of a row; a row whose chat cannot be built is left out, with a warning."""
+    try:
+        return chat_for(row, model, cfg).n_players
+    except Exception as error:  # one bad row must not stop the selection of the others
+        log.warning("row %d left out of the selection: %s: %s", row.index, type(error).__name__, error)
+        return -1
 
 
 def _config_step(step, *args):

@@ -70,3 +70,15 @@ def test_smollm2_template_and_players():
     chat = build_chat(tok, ["What is the capital of France?"])
     assert decode(tok, chat.input_ids).startswith("<|im_start|>system\nYou are a helpful AI assistant named SmolLM")
     assert [decode(tok, [chat.input_ids[p]]) for p in chat.players] == ["What", " is", " the", " capital", " of", " France"]
+
+
+@pytest.mark.parametrize("text", ["You are a helpful", "system", "user"])
+def test_user_text_that_also_appears_in_the_template_is_located_in_the_user_turn(text):
+    """SmolLM2 injects "You are a helpful AI assistant..." and role names: never mistake them for the user's."""
+    from mllm_shapx.connectors.embedded import resolve_embedded
+
+    tok = AutoTokenizer.from_pretrained(resolve_embedded("embedded:SmolLM2-135M-Instruct"))
+    chat = build_chat(tok, [text])
+    user_turn_start, assistant_turn_start = chat.turn_starts[1], chat.turn_starts[2]
+    assert np.all((chat.players > user_turn_start) & (chat.players < assistant_turn_start))
+    assert decode(tok, chat.input_ids[chat.roles == USER]) == text

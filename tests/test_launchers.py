@@ -79,7 +79,8 @@ def test_status_of_a_finished_sweep_names_the_failed_job(local_sweep):
     assert lines[2].split() == ["minimal_mc_limited_mc_ns8", "done", "2/2", "rows"]
     assert lines[3] == "1 submitted job(s) failed:"
     assert lines[4].strip() == "shap.num_samples=0"
-    assert lines[5].strip().startswith("error: shap.num_samples: 0 is not a positive count")
+    # a config error in a multirun job fails that job only (the sweep goes on) and is reported as such
+    assert lines[5].strip() == "ConfigError: shap.num_samples: 0 is not a positive count or -1 (minimal)"
 
 
 def _write_status(run_dir: Path, index: int, count: int, state: str, **fields) -> None:
