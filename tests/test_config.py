@@ -87,6 +87,9 @@ def test_wrong_type_names_the_key(compose_cfg, override, key):
         (["dataset=local"], "dataset.path: no data source"),
         (["selection.min_prompt_tokens=9", "selection.max_prompt_tokens=3"], "selection.min_prompt_tokens: 9"),
         (["generation.max_new_tokens=0"], "generation.max_new_tokens: must be >= 1"),
+        (["seed=-1"], "seed: must be >= 0"),
+        (["resume=false", "shard.count=2"], "resume: resume=false cannot be combined with shard.count > 1"),
+        (["shard.index=2", "shard.count=2"], "shard.index: 2 is not in [0, shard.count=2)"),
     ],
 )
 def test_check_config_names_the_problem(compose_cfg, overrides, expected):

@@ -207,3 +207,24 @@ def test_a_failing_job_records_its_status(cfg_for, tmp_path, monkeypatch):
     run(cfg_for(), out)
     status = json.loads((out / "status" / "shard-0-of-1.json").read_text())
     assert status["state"] == "completed" and "traceback" not in status
+
+
+def test_summary_survives_a_sample_with_null_values(cfg_for, tmp_path):
+    """NaN/inf are written as null: the summary leaves them out instead of failing every resume."""
+    out = tmp_path / "run"
+    run(cfg_for(), out)
+    victim = sorted((out / "samples").glob("*.json"))[0]
+    sample = json.loads(victim.read_text())
+    sample["efficiency_gap"] = None
+    victim.write_text(json.dumps(sample))
+    other = json.loads(sorted((out / "samples").glob("*.json"))[1].read_text())
+    summary = run(cfg_for(), out)
+    assert summary["n_samples"] == 2
+    assert summary["avg_abs_efficiency_gap"] == pytest.approx(abs(other["efficiency_gap"]))
+
+
+def test_config_error_survives_pickling():
+    import pickle
+
+    error = pickle.loads(pickle.dumps(ConfigError(["shap.k: too small", "seed: must be >= 0"])))
+    assert error.problems == ["shap.k: too small", "seed: must be >= 0"]
