@@ -47,10 +47,34 @@ def _clean(value: Any) -> Any:
     return value
 
 
+_HOST = socket.gethostname().replace(".", "_")
+_WRITER = f"{_HOST}-{os.getpid()}"  # in temporary file names: who may still rename them
+
+
+def _writer_is_gone(tmp: Path) -> bool:
+    """A temporary file left by a process of this host that no longer exists (killed mid-write)."""
+    host, _, pid = tmp.name.rsplit(".", 3)[-3].rpartition("-")
+    if host != _HOST or not pid.isdigit():
+        return False  # another host's writer: it may still be alive
+    try:
+        os.kill(int(pid), 0)
+    except ProcessLookupError:
+        return True
+    except PermissionError:
+        return False
+    return False
+
+
+def remove_stale_temp_files(folder: Path) -> None:
+    for tmp in Path(folder).rglob(".*.tmp"):
+        if _writer_is_gone(tmp):
+            tmp.unlink(missing_ok=True)
+
+
 def atomic_write_json(path: Path, obj: Any) -> None:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.{_WRITER}.", suffix=".tmp", dir=path.parent)
     try:
         with os.fdopen(fd, "w", encoding="utf-8") as handle:
             json.dump(_clean(obj), handle, indent=2, ensure_ascii=False, allow_nan=False)
@@ -122,6 +146,8 @@ class RunDir:
                 f"{self.path} ({self.shard}) is in use by another process (lock {self._lock.lock_file}); "
                 "wait for it to finish or stop it"
             ) from None
+        with self.shared:
+            remove_stale_temp_files(self.path)
         return self
 
     def __exit__(self, *exc) -> None:

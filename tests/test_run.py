@@ -228,3 +228,18 @@ def test_config_error_survives_pickling():
 
     error = pickle.loads(pickle.dumps(ConfigError(["shap.k: too small", "seed: must be >= 0"])))
     assert error.problems == ["shap.k: too small", "seed: must be >= 0"]
+
+
+def test_temporary_files_of_killed_writers_are_removed_on_resume(cfg_for, tmp_path):
+    import socket
+
+    out = tmp_path / "run"
+    run(cfg_for(), out)
+    dead_pid = int(Path("/proc/sys/kernel/pid_max").read_text()) + 1  # no process can have it
+    host = socket.gethostname().replace(".", "_")
+    stale = out / "samples" / f".sample_00001_result.json.{host}-{dead_pid}.abc123.tmp"
+    stale.write_text('{"row_index": 1, "trunc')
+    foreign = out / "samples" / ".sample_00002_result.json.otherhost-1.abc123.tmp"
+    foreign.write_text("{}")
+    run(cfg_for(), out)
+    assert not stale.exists() and foreign.exists()  # another host's writer may still be alive
