@@ -160,7 +160,7 @@ def test_null_player_exact_zero_where_guaranteed():
 
 def test_seeding_is_reproducible():
     game = table_game(9, np.random.default_rng(5))
-    for method in NEW:
+    for method in ("limited_mc", "standard_mc", *NEW):
         a = estimate(method, game, 9, num_samples=70, seed=4)
         b = estimate(method, game, 9, num_samples=70, seed=4)
         c = estimate(method, game, 9, num_samples=70, seed=5)

@@ -30,7 +30,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from tiny_models import CORPUS, IM_END, IM_START, TINY_VOCAB_SIZE, _printable
+from tiny_models import IM_END, IM_START, _printable, _train_tokenizer
 
 AUDIO_BOS = "<|audio_bos|>"
 AUDIO_TOKEN = "<|AUDIO|>"
@@ -60,34 +60,6 @@ AUDIO_CHAT_TEMPLATE = (
 )
 
 
-def _train_tokenizer():
-    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
-    from transformers import PreTrainedTokenizerFast
-
-    tok = Tokenizer(models.BPE())
-    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=True)
-    tok.decoder = decoders.ByteLevel()
-    trainer = trainers.BpeTrainer(
-        vocab_size=TINY_VOCAB_SIZE,
-        min_frequency=1,
-        special_tokens=SPECIAL_TOKENS,
-        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
-        show_progress=False,
-    )
-    tok.train_from_iterator(CORPUS * 4, trainer=trainer)
-    return PreTrainedTokenizerFast(
-        tokenizer_object=tok,
-        bos_token=IM_START,
-        eos_token=IM_END,
-        pad_token=IM_END,
-        additional_special_tokens=[AUDIO_BOS, AUDIO_TOKEN, AUDIO_EOS],
-        chat_template=AUDIO_CHAT_TEMPLATE,
-        clean_up_tokenization_spaces=False,
-        model_max_length=4096,
-        padding_side="left",
-    )
-
-
 def build_tiny_audio_model(directory: Path, seed: int = 0, *, hidden_size: int = 64, num_layers: int = 2) -> Path:
     """Build and save a tiny random Qwen2-Audio model + processor into ``directory``; returns it as a Path."""
     import torch
@@ -103,7 +75,8 @@ def build_tiny_audio_model(directory: Path, seed: int = 0, *, hidden_size: int =
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
 
-    tokenizer = _train_tokenizer()
+    tokenizer = _train_tokenizer(SPECIAL_TOKENS, AUDIO_CHAT_TEMPLATE, 4096, padding_side="left",
+                                 additional_special_tokens=[AUDIO_BOS, AUDIO_TOKEN, AUDIO_EOS])
     ids = {t: tokenizer.convert_tokens_to_ids(t) for t in SPECIAL_TOKENS}
     feature_extractor = WhisperFeatureExtractor(
         feature_size=80, sampling_rate=16000, hop_length=160, chunk_length=30, n_fft=400,

@@ -77,7 +77,8 @@ CORPUS = [
 ]
 
 
-def _train_tokenizer():
+def _train_tokenizer(special_tokens=(IM_START, IM_END), chat_template=None, model_max_length=512, **extra):
+    """Byte-level BPE on CORPUS with ``special_tokens`` first (ids 0, 1, ...), as a fast HF tokenizer."""
     from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
     from transformers import PreTrainedTokenizerFast
 
@@ -87,7 +88,7 @@ def _train_tokenizer():
     trainer = trainers.BpeTrainer(
         vocab_size=TINY_VOCAB_SIZE,
         min_frequency=1,
-        special_tokens=[IM_START, IM_END],  # ids 0 and 1
+        special_tokens=list(special_tokens),
         initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),  # every byte, so any text encodes
         show_progress=False,
     )
@@ -97,9 +98,10 @@ def _train_tokenizer():
         bos_token=IM_START,
         eos_token=IM_END,
         pad_token=IM_END,
-        chat_template=CHATML_TEMPLATE,
+        chat_template=chat_template or CHATML_TEMPLATE,
         clean_up_tokenization_spaces=False,
-        model_max_length=512,
+        model_max_length=model_max_length,
+        **extra,
     )
 
 
