@@ -196,8 +196,9 @@ class RunDir:
 
     def write_checkpoint(self, selected: Sequence[int]) -> None:
         """Completed rows of the selection as found on disk (sample files are written atomically)."""
-        completed = [i for i in selected if self.sample_path(i).exists()]
-        pending = [i for i in selected if not self.sample_path(i).exists()]
+        done = {i: self.sample_path(i).exists() for i in selected}
+        completed = [i for i in selected if done[i]]
+        pending = [i for i in selected if not done[i]]
         old = read_json(self.path / "checkpoint.json") or {}
         now = time.time()
         atomic_write_json(self.path / "checkpoint.json", {

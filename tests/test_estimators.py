@@ -153,23 +153,6 @@ def test_budget_one_short_of_all_terminates_fast(method):
     assert est.n_evaluations == 2**n - 1 == len(set(rec.rows))
 
 
-@pytest.mark.parametrize("method", BANZHAF_METHODS)  # the others: test_estimators_suite.py
-@pytest.mark.parametrize("n", [1, 2])
-def test_tiny_games_every_budget_kind(method, n):
-    game = table_game(n, np.random.default_rng(0))
-    truth = estimate("exact", game, n).values
-    budgets = [{"num_samples": k} for k in (-1, 1, 2, 3, 4, 100)]
-    budgets += [{"fraction": f} for f in (1e-9, 0.3, 0.5, 1.0)]
-    budgets += [{"linear": c} for c in (1e-9, 0.1, 1, 10)]
-    for budget in budgets:
-        for estimand in ("shapley", "banzhaf"):
-            est = estimate(method, game, n, estimand=estimand, **budget)
-            assert 2 <= est.n_evaluations <= 2**n
-            assert est.values.shape == (n,) and np.all(np.isfinite(est.values))
-            if n == 1 and estimand == "shapley":
-                np.testing.assert_allclose(est.values, truth)
-
-
 def test_large_n_never_enumerates():
     n = 300
     w = np.random.default_rng(0).normal(size=n)

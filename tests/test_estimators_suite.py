@@ -214,7 +214,7 @@ def test_limited_cc_seeds_a_covering_pair_per_player():
     assert seeds.any(axis=0).all()  # every player is in a seeded coalition of size ceil(n/3)
 
 
-@pytest.mark.parametrize("method", NEW)
+@pytest.mark.parametrize("method", [*BANZHAF_METHODS, *NEW])
 @pytest.mark.parametrize("n", [1, 2])
 def test_tiny_games_every_budget_kind(method, n):
     game = table_game(n, np.random.default_rng(0))
@@ -222,12 +222,14 @@ def test_tiny_games_every_budget_kind(method, n):
     budgets = [{"num_samples": k} for k in (-1, 1, 2, 3, 4, 100)]
     budgets += [{"fraction": f} for f in (1e-9, 0.3, 0.5, 1.0)]
     budgets += [{"linear": c} for c in (1e-9, 0.1, 1, 10)]
+    estimands = ("shapley", "banzhaf") if method in BANZHAF_METHODS else ("shapley",)
     for budget in budgets:
-        est = estimate(method, game, n, **budget)
-        assert 2 <= est.n_evaluations <= 2**n
-        assert est.values.shape == (n,) and np.all(np.isfinite(est.values))
-        if n == 1 or est.n_evaluations == 2**n:
-            np.testing.assert_allclose(est.values, truth)
+        for estimand in estimands:
+            est = estimate(method, game, n, estimand=estimand, **budget)
+            assert 2 <= est.n_evaluations <= 2**n
+            assert est.values.shape == (n,) and np.all(np.isfinite(est.values))
+            if estimand == "shapley" and (n == 1 or est.n_evaluations == 2**n):
+                np.testing.assert_allclose(est.values, truth)
 
 
 @pytest.mark.parametrize("method", NEW)

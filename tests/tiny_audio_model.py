@@ -30,7 +30,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from tiny_models import IM_END, IM_START, _printable, _train_tokenizer
+from tiny_models import IM_END, IM_START, _printable, _train_tokenizer, save_quietly
 
 AUDIO_BOS = "<|audio_bos|>"
 AUDIO_TOKEN = "<|AUDIO|>"
@@ -70,7 +70,6 @@ def build_tiny_audio_model(directory: Path, seed: int = 0, *, hidden_size: int =
         Qwen2AudioProcessor,
         WhisperFeatureExtractor,
     )
-    from transformers.utils import logging as hf_logging
 
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
@@ -127,12 +126,6 @@ def build_tiny_audio_model(directory: Path, seed: int = 0, *, hidden_size: int =
     model.generation_config = GenerationConfig(
         bos_token_id=ids[IM_START], eos_token_id=ids[IM_END], pad_token_id=ids[IM_END], do_sample=False,
     )
-    progress_bars = hf_logging.is_progress_bar_enabled()
-    hf_logging.disable_progress_bar()
-    try:
-        model.save_pretrained(directory)
-    finally:
-        if progress_bars:
-            hf_logging.enable_progress_bar()
+    save_quietly(model, directory)
     processor.save_pretrained(directory)
     return directory

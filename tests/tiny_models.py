@@ -105,6 +105,19 @@ def _train_tokenizer(special_tokens=(IM_START, IM_END), chat_template=None, mode
     )
 
 
+def save_quietly(model, directory: Path) -> None:
+    """save_pretrained without the "Writing model shards" bar in every test's output."""
+    from transformers.utils import logging as hf_logging
+
+    progress_bars = hf_logging.is_progress_bar_enabled()
+    hf_logging.disable_progress_bar()
+    try:
+        model.save_pretrained(directory)
+    finally:
+        if progress_bars:
+            hf_logging.enable_progress_bar()
+
+
 def _printable(text: str) -> bool:
     return "\ufffd" not in text and text.isprintable()  # U+FFFD itself counts as printable
 
@@ -119,7 +132,6 @@ def build_tiny_chat_model(
     """
     import torch
     from transformers import GenerationConfig, LlamaConfig, LlamaForCausalLM
-    from transformers.utils import logging as hf_logging
 
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
@@ -159,12 +171,6 @@ def build_tiny_chat_model(
         pad_token_id=eos_id,
         do_sample=False,
     )
-    progress_bars = hf_logging.is_progress_bar_enabled()
-    hf_logging.disable_progress_bar()  # "Writing model shards" noise in every test's output
-    try:
-        model.save_pretrained(directory)
-    finally:
-        if progress_bars:
-            hf_logging.enable_progress_bar()
+    save_quietly(model, directory)
     tokenizer.save_pretrained(directory)
     return directory
