@@ -72,12 +72,18 @@ def remove_stale_temp_files(folder: Path) -> None:
 
 
 def atomic_write_json(path: Path, obj: Any) -> None:
+    text = json.dumps(_clean(obj), indent=2, ensure_ascii=False, allow_nan=False)
+    atomic_write_bytes(path, text.encode("utf-8"))
+
+
+def atomic_write_bytes(path: Path, data: bytes) -> None:
+    """Write to a temp file in the same folder, fsync, rename: readers see the old file or the new one."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.{_WRITER}.", suffix=".tmp", dir=path.parent)
     try:
-        with os.fdopen(fd, "w", encoding="utf-8") as handle:
-            json.dump(_clean(obj), handle, indent=2, ensure_ascii=False, allow_nan=False)
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(data)
             handle.flush()
             os.fsync(handle.fileno())
         os.replace(tmp, path)
@@ -190,6 +196,11 @@ class RunDir:
         failure = self.failure_path(row_index)
         if failure.exists():
             failure.unlink()
+
+    def write_audio(self, row_index: int, files: Dict[str, bytes]) -> None:
+        """A sample's audio files, under ``audio/sample_XXXXX/``; written before its sample file."""
+        for name, data in files.items():
+            atomic_write_bytes(self.path / "audio" / f"sample_{row_index:05d}" / name, data)
 
     def write_failure(self, row_index: int, error: str) -> None:
         atomic_write_json(self.failure_path(row_index), {"row_index": row_index, "error": error, "time": time.time()})

@@ -38,11 +38,11 @@ MAX_FRAMES = 3000  # 30 s: every clip is padded/truncated to this many frames
 Segment = Tuple[int, int]
 
 
-def token_stride(sr: int = SAMPLE_RATE) -> int:
-    """Samples per audio token at sample rate ``sr`` (640 at 16 kHz)."""
-    stride = sr * TOKEN_STRIDE_MS / 1000
+def token_stride(sr: int = SAMPLE_RATE, token_ms: float = TOKEN_STRIDE_MS) -> int:
+    """Samples per audio token at sample rate ``sr`` (640 at 16 kHz for Qwen2-Audio's 40 ms)."""
+    stride = sr * token_ms / 1000
     if stride != int(stride):
-        raise ValueError(f"{TOKEN_STRIDE_MS} ms is not a whole number of samples at {sr} Hz")
+        raise ValueError(f"{token_ms} ms is not a whole number of samples at {sr} Hz")
     return int(stride)
 
 
@@ -57,18 +57,19 @@ def num_audio_tokens(num_samples: int, *, hop_length: int = HOP_LENGTH, max_fram
     return max(((frames - 1) // 2 + 1 - 2) // 2 + 1, 0)
 
 
-def segment_raw(num_samples: int, sr: int = SAMPLE_RATE, segment_ms: float = TOKEN_STRIDE_MS) -> List[Segment]:
+def segment_raw(num_samples: int, sr: int = SAMPLE_RATE, segment_ms: Optional[float] = None,
+                token_ms: float = TOKEN_STRIDE_MS) -> List[Segment]:
     """Fixed-length segments on the audio-token grid, covering ``[0, num_samples)`` exactly.
 
-    The length is ``segment_ms`` rounded to a whole number (>= 1) of 40 ms tokens, so with the
-    default every segment is one audio token. The last segment takes the remainder; a remainder
+    The length is ``segment_ms`` rounded to a whole number (>= 1) of ``token_ms`` tokens (40 ms for
+    Qwen2-Audio), so with the default (None) every segment is one audio token. The last segment takes the remainder; a remainder
     shorter than half a token (which may yield no token of its own) is merged into the previous
     segment instead.
     """
     if num_samples <= 0:
         return []
-    stride = token_stride(sr)
-    length = max(1, int(round(segment_ms / TOKEN_STRIDE_MS))) * stride
+    stride = token_stride(sr, token_ms)
+    length = max(1, int(round((segment_ms or token_ms) / token_ms))) * stride
     starts = list(range(0, int(num_samples), length))
     segments = [(s, min(s + length, int(num_samples))) for s in starts]
     if len(segments) > 1 and segments[-1][1] - segments[-1][0] < stride // 2:
@@ -104,6 +105,7 @@ def segment_pauses(
     frame_ms: float = 20.0,
     hop_ms: float = 10.0,
     align: bool = True,
+    token_ms: float = TOKEN_STRIDE_MS,
 ) -> List[Segment]:
     """Split speech at low-energy gaps, so that a segment is roughly a word.
 
@@ -118,7 +120,7 @@ def segment_pauses(
        ``None`` disables this.
     4. Each segment is widened by ``pad_ms`` on both sides (at most to the middle of the gap to its
        neighbour, within the clip), so soft onsets and release tails stay in the word.
-    5. With ``align`` the boundaries are rounded to the 40 ms audio-token grid (see the module
+    5. With ``align`` the boundaries are rounded to the ``token_ms`` audio-token grid (see the module
        docstring) and segments that would become shorter than one token are dropped: each segment
        then owns a whole number of audio tokens (a last segment that ends at the clip's end keeps
        the clip's end, which need not be on the grid).
@@ -171,7 +173,7 @@ def segment_pauses(
         segments.append((max(lo, s - pad), min(hi, e + pad)))
 
     if align:
-        stride = token_stride(sr)
+        stride = token_stride(sr, token_ms)
         aligned: List[Segment] = []
         for s, e in segments:
             s2 = int(round(s / stride)) * stride

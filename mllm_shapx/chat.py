@@ -1,14 +1,19 @@
 """A row's conversation, rendered with the model's own chat template, with a role per token.
 
-The prompt is the system turn (if any), one user turn per text, and the template's generation prompt.
-Players are the user-content tokens that pass the token filter; masking removes them (no replacement
-token), so a coalition's prompt is the full prompt minus the unkept players.
+The prompt is the system turn (if any), one user turn per sentence, and the template's generation
+prompt. Players are the user-content text tokens that pass the token filter and, with an audio
+connector, the segments of the user's audio clips; masking removes them (no replacement token, no
+silence), so a coalition's prompt is the full prompt minus the unkept players.
+
+Which user turns are text and which are speech is the input modality: ``text``; ``audio__<voice>``
+(every sentence spoken); ``interleaved__<first>_first__<voice>`` (sentences alternate text and
+speech, starting with ``first``).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import List, Optional, Sequence
+from typing import Any, Callable, List, Optional, Sequence, Tuple
 
 import numpy as np
 
@@ -24,12 +29,30 @@ class Chat:
     roles: np.ndarray  # [T] USER / SYSTEM (template markers and system content count as SYSTEM)
     content_types: np.ndarray  # [T] TEXT / AUDIO
     turn_starts: np.ndarray  # token positions where a turn begins (first is 0)
-    players: np.ndarray  # [n] positions in input_ids of the explainable tokens
+    players: np.ndarray  # [n] positions in input_ids of the explainable tokens (first token of a segment)
     texts: List[str]  # the user turns as given
+    prompt: Any = None  # audio chats: the connector's AudioPrompt (labels, clips, segments)
+    player_clip: Optional[np.ndarray] = None  # [n] audio chats: clip of each player, -1 for text
+    player_segment: Optional[np.ndarray] = None  # [n] audio chats: segment in its clip, -1 for text
+    token_samples: int = 0  # audio chats: samples per audio token (640 = 40 ms at 16 kHz for Qwen2-Audio)
 
     @property
     def n_players(self) -> int:
         return len(self.players)
+
+    @property
+    def full_prompt(self):
+        """What the connector generates from for the grand coalition."""
+        return self.input_ids if self.prompt is None else self.prompt
+
+    def masked(self, coalition: np.ndarray):
+        """The connector's input for a coalition: token ids (text chats) or an ``EncodedPrompt``."""
+        if self.prompt is None:
+            return self.masked_ids(coalition)
+        coalition = np.asarray(coalition, dtype=bool)
+        text = self.player_clip < 0
+        clip_keep = {int(c): coalition[self.player_clip == c] for c in np.unique(self.player_clip[~text])}
+        return self.prompt.masked(clip_keep, self.players[text & ~coalition])
 
     @property
     def player_segments(self) -> np.ndarray:
@@ -105,12 +128,81 @@ def _render_with_spans(tokenizer, messages):
 
 
 def _turn_starts(ids: np.ndarray, tokenizer) -> np.ndarray:
-    """Turns begin at each occurrence of the template's opening special token (ChatML's <|im_start|>).
+    """Turns begin at each ChatML ``<|im_start|>``, else at each occurrence of the prompt's first
+    token when it is a special token.
 
-    Used for the per-turn layout of the sample file only; a template without such a marker is shown
-    as one turn.
+    Used for the per-turn layout of the sample file and the turn boundaries of the hierarchical
+    explainer; a template without such a marker is one turn.
     """
-    first = int(ids[0]) if len(ids) else -1
-    if first not in set(tokenizer.all_special_ids):
+    if "<|im_start|>" in tokenizer.all_special_tokens:
+        marker = tokenizer.convert_tokens_to_ids("<|im_start|>")
+    elif len(ids) and int(ids[0]) in set(tokenizer.all_special_ids):
+        marker = int(ids[0])
+    else:
         return np.asarray([0], dtype=np.int64)
-    return np.flatnonzero(ids == first).astype(np.int64)
+    return np.union1d([0], np.flatnonzero(ids == marker)).astype(np.int64)
+
+
+# ----------------------------------------------------------------------------------- audio chats
+Turn = Tuple[str, Any]  # ("text", str) or ("audio", float32[N] at the connector's sampling rate)
+
+
+def turn_kinds(input_modality: str, n_sentences: int) -> List[Tuple[str, Optional[str]]]:
+    """Per sentence: ("text", None) or ("audio", <audio column>), as the input modality names."""
+    if input_modality == "text":
+        return [("text", None)] * n_sentences
+    if input_modality.startswith("audio__"):
+        return [("audio", input_modality)] * n_sentences
+    _, first, voice = input_modality.split("__")
+    column = f"audio__{voice}"
+    starts_with_text = first == "text_first"
+    return [("text", None) if (i % 2 == 0) == starts_with_text else ("audio", column) for i in range(n_sentences)]
+
+
+def row_turns(row, input_modality: str, sampling_rate: int) -> List[Turn]:
+    """The user turns of a row: its sentences, each as text or as its spoken clip."""
+    kinds = turn_kinds(input_modality, len(row.texts))
+    clips = {column: row.clips(column, sampling_rate) for kind, column in kinds if kind == "audio"}
+    for column, found in clips.items():
+        if len(found) != len(row.texts):
+            raise ValueError(f"row {row.index}: {column} has {len(found)} clips for {len(row.texts)} sentences")
+    return [("text", text) if kind == "text" else ("audio", clips[column][i])
+            for i, ((kind, column), text) in enumerate(zip(kinds, row.texts))]
+
+
+def build_audio_chat(model, turns: Sequence[Turn], system_prompt: Optional[str] = None,
+                     token_filter: str = "exclude_punctuation",
+                     segment: Callable[[np.ndarray], List[Tuple[int, int]]] = None) -> Chat:
+    """A chat for an audio connector: text tokens and the ``segment(clip)`` pieces of each clip are players."""
+    messages = [{"role": "system", "content": system_prompt}] if system_prompt else []
+    for kind, value in turns:
+        part = ({"type": "text", "text": value} if kind == "text"
+                else {"type": "audio", "audio": value, "segments": segment(value)})
+        messages.append({"role": "user", "content": [part]})
+    prompt = model.encode(messages)
+    tokenizer = model.tokenizer
+    user = prompt.roles == USER
+    positions, clip_of, segment_of = [], [], []
+    for p in np.flatnonzero(user & (prompt.content_types == TEXT)):
+        if is_explainable(tokenizer.decode([int(prompt.input_ids[p])]), token_filter):
+            positions.append(int(p)), clip_of.append(-1), segment_of.append(-1)
+    for c, segments in enumerate(prompt.clip_segments):
+        for s in range(len(segments or [])):
+            where = np.flatnonzero((prompt.clip == c) & (prompt.segment == s))
+            if not len(where):
+                raise ValueError(f"clip {c} segment {s} {segments[s]} holds no audio token; segments must "
+                                 f"cover at least one {model.audio_token_ms} ms token")
+            positions.append(int(where[0])), clip_of.append(c), segment_of.append(s)
+    order = np.argsort(positions, kind="stable")
+    return Chat(
+        input_ids=prompt.input_ids,
+        roles=prompt.roles,
+        content_types=prompt.content_types,
+        turn_starts=_turn_starts(prompt.input_ids, tokenizer),
+        players=np.asarray(positions, dtype=np.int64)[order],
+        texts=[value for kind, value in turns if kind == "text"],
+        prompt=prompt,
+        player_clip=np.asarray(clip_of, dtype=np.int64)[order],
+        player_segment=np.asarray(segment_of, dtype=np.int64)[order],
+        token_samples=int(round(model.sampling_rate * model.audio_token_ms / 1000)),
+    )

@@ -83,7 +83,13 @@ class OutputModality(str, Enum):
 
 class ConnectorType(str, Enum):
     hf_text = "hf_text"
+    hf_audio = "hf_audio"
     liquid_audio = "liquid_audio"
+
+
+class SegmentationMethod(str, Enum):
+    raw = "raw"
+    pauses = "pauses"
 
 
 class DType(str, Enum):
@@ -209,8 +215,19 @@ class WandbConf:
 
 @dataclass
 class AudioSegmentationConf:
-    method: str = "raw"
-    aligner_device: str = "cpu"
+    """How a clip is cut into audio players (see ``mllm_shapx/audio.py``).
+
+    ``raw``: fixed-length segments of ``segment_ms`` (rounded to whole audio tokens of the connector;
+    null = one token: 40 ms for Qwen2-Audio, 80 ms for LFM2-Audio). ``pauses``: split at low-energy
+    gaps, so a player is roughly a word.
+    """
+
+    method: SegmentationMethod = SegmentationMethod.raw
+    segment_ms: Optional[float] = None
+    pause_threshold_db: float = -30.0
+    pause_min_gap_ms: float = 60.0
+    pause_max_segment_ms: Optional[float] = 600.0
+    aligner_device: str = "cpu"  # the original's key (forced aligner); kept for its configs, unused
 
 
 @dataclass
@@ -349,12 +366,10 @@ def check_config(cfg: DictConfig) -> List[str]:
         problems.append(f"shap.estimand: banzhaf is offered only for exact and the MC explainers, not {kind}")
     problems += _dataset_problems(cfg.dataset)
     problems += _selection_problems(cfg.selection)
-    if cfg.modality.input_modality.value != "text" or cfg.modality.output_modality.value != "text":
-        problems.append(
-            "modality: only input_modality=text, output_modality=text are available with this connector"
-        )
-    if cfg.connector.type.value != "hf_text":
-        problems.append(f"connector.type: {cfg.connector.type.value} is not available yet (available: hf_text)")
+    problems += _modality_problems(cfg.modality, cfg.connector.type.value)
+    seg = cfg.audio_segmentation
+    if seg.segment_ms is not None and seg.segment_ms <= 0:
+        problems.append("audio_segmentation.segment_ms: must be > 0 or null (one audio token)")
     if cfg.generation.max_new_tokens < 1:
         problems.append("generation.max_new_tokens: must be >= 1")
     if cfg.generation.batch_size < 1:
@@ -373,6 +388,18 @@ def check_config(cfg: DictConfig) -> List[str]:
         problems.append(f"shard.index: {cfg.shard.index} is not in [0, shard.count={cfg.shard.count})")
     if cfg.runtime.num_threads is not None and cfg.runtime.num_threads < 1:
         problems.append("runtime.num_threads: must be >= 1 or null (torch default)")
+    return problems
+
+
+def _modality_problems(modality: DictConfig, connector: str) -> List[str]:
+    problems = []
+    given = modality.input_modality.value
+    if given != "text" and connector == "hf_text":
+        problems.append(f"modality.input_modality: {given} needs an audio connector (connector=hf_audio, "
+                        "connector=hf_audio_tiny or connector=liquid_audio); hf_text takes text only")
+    if modality.output_modality.value == "audio" and connector != "liquid_audio":
+        problems.append(f"modality.output_modality: audio output needs connector=liquid_audio; {connector} "
+                        "answers in text only")
     return problems
 
 

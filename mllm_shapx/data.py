@@ -207,6 +207,29 @@ class Row:
     token_count: int | None = None
     audio: dict[str, list[bytes]] = field(default_factory=dict)
 
+    def clips(self, column: str, sampling_rate: int = 16000) -> list[np.ndarray]:
+        """The row's clips of an audio column, decoded to float32 mono at ``sampling_rate``."""
+        if column not in self.audio:
+            raise MissingAudio(f"row {self.index} has no {column} audio")
+        return [resample(*decode_wav(data), sampling_rate) for data in self.audio[column]]
+
+
+class MissingAudio(ValueError):
+    """The row has no audio in the column an audio modality needs."""
+
+
+def resample(samples: np.ndarray, rate: int, target: int) -> np.ndarray:
+    """Polyphase resampling (scipy) when a dataset's audio is not at the model's rate."""
+    if rate == target:
+        return samples
+    from math import gcd
+
+    import numpy as np
+    from scipy.signal import resample_poly
+
+    g = gcd(int(rate), int(target))
+    return resample_poly(samples, target // g, rate // g).astype(np.float32)
+
 
 def get_row(ds: Any, index: int) -> Row:
     """Row ``index`` of the split as loaded."""

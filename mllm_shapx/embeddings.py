@@ -39,6 +39,11 @@ class _Encoder:
         raise NotImplementedError
 
 
+def _text_model(chat_model):
+    """The connector's language model (LFM2-Audio keeps it apart from its audio modules)."""
+    return getattr(chat_model, "text_model", chat_model.model)
+
+
 def _right_padded(answers: Sequence[np.ndarray], pad_id: int) -> Tuple[torch.Tensor, torch.Tensor]:
     width = max(1, max(len(a) for a in answers))
     ids = torch.full((len(answers), width), pad_id, dtype=torch.long)
@@ -52,7 +57,7 @@ def _right_padded(answers: Sequence[np.ndarray], pad_id: int) -> Tuple[torch.Ten
 class StaticEncoder(_Encoder):
     def __init__(self, chat_model, batch_size: int = 1):
         super().__init__(batch_size)
-        self.table = chat_model.model.get_input_embeddings()
+        self.table = _text_model(chat_model).get_input_embeddings()
 
     def _encode_batch(self, answers):
         with torch.inference_mode():
@@ -63,7 +68,7 @@ class StaticEncoder(_Encoder):
 class ContextualEncoder(_Encoder):
     def __init__(self, chat_model, batch_size: int = 1):
         super().__init__(batch_size)
-        self.model = chat_model.model
+        self.model = _text_model(chat_model)
         self.pad_id = chat_model.pad_id
         self.device = chat_model.device
 
@@ -78,7 +83,7 @@ class ContextualEncoder(_Encoder):
             self.n_forward += 1
             last = out.hidden_states[-1].float().cpu().numpy()
             states = iter([last[row, :len(a)] for row, a in enumerate(nonempty)])
-        width = self.model.config.hidden_size
+        width = self.model.get_input_embeddings().embedding_dim
         return [next(states) if len(a) else np.zeros((0, width), np.float32) for a in answers]
 
 

@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
+import io
 import time
 import zlib
-from typing import Any, Dict, List
+from typing import Any, Callable, Dict, List, Optional, Tuple
 
 import numpy as np
 
-from .chat import ASSISTANT, AUDIO, TEXT, Chat, build_chat
-from .data import Row
+from .audio import segment_pauses, segment_raw
+from .chat import ASSISTANT, AUDIO, TEXT, Chat, build_audio_chat, build_chat, row_turns, turn_kinds
+from .data import MissingAudio, Row
 from .estimators import estimate
 from .game import ChatGame
 from .normalizers import normalize
@@ -23,10 +25,38 @@ def row_seed(seed: int, row_index: int, run_slug: str) -> int:
 
 
 def chat_for(row: Row, model, cfg) -> Chat:
-    return build_chat(model.tokenizer, row.texts, cfg.connector.system_prompt, cfg.shap.token_filter.value)
+    """The row's chat in the run's input modality (text connectors take text only)."""
+    if not hasattr(model, "encode"):
+        return build_chat(model.tokenizer, row.texts, cfg.connector.system_prompt, cfg.shap.token_filter.value)
+    turns = row_turns(row, cfg.modality.input_modality.value, model.sampling_rate)
+    return build_audio_chat(model, turns, cfg.connector.system_prompt, cfg.shap.token_filter.value,
+                            segmenter(cfg.audio_segmentation, model))
 
 
-def explain_row(row: Row, model, cfg, run_slug: str, *, progress: bool = False) -> Dict[str, Any]:
+def selection_count(row: Row, model, cfg) -> int:
+    """What ``selection.min/max_prompt_tokens`` bound: the explainable text tokens of the row's
+    sentences, whatever the input modality, so a text run and its audio twin select the same rows.
+
+    Raises ``MissingAudio`` when the modality needs an audio column the row lacks.
+    """
+    kinds = turn_kinds(cfg.modality.input_modality.value, len(row.texts))
+    for column in sorted({column for kind, column in kinds if kind == "audio"} - row.audio.keys()):
+        raise MissingAudio(f"row {row.index} has no {column} audio")
+    return build_chat(model.tokenizer, row.texts, cfg.connector.system_prompt, cfg.shap.token_filter.value).n_players
+
+
+def segmenter(seg, model) -> Callable[[np.ndarray], List[Tuple[int, int]]]:
+    """``audio_segmentation.*`` as a function clip -> segments on the connector's audio-token grid."""
+    sr, token_ms = model.sampling_rate, model.audio_token_ms
+    if seg.method.value == "raw":
+        return lambda clip: segment_raw(len(clip), sr, seg.segment_ms, token_ms=token_ms)
+    return lambda clip: segment_pauses(clip, sr, threshold_db=seg.pause_threshold_db, min_gap_ms=seg.pause_min_gap_ms,
+                                       max_segment_ms=seg.pause_max_segment_ms, token_ms=token_ms)
+
+
+def explain_row(row: Row, model, cfg, run_slug: str, *, progress: bool = False
+                ) -> Tuple[Dict[str, Any], Dict[str, bytes]]:
+    """The sample record and its audio files (file name -> WAV bytes; empty for text-only runs)."""
     started = time.perf_counter()
     chat = chat_for(row, model, cfg)
     if chat.n_players == 0:
@@ -36,7 +66,7 @@ def explain_row(row: Row, model, cfg, run_slug: str, *, progress: bool = False) 
     game = ChatGame(
         model, chat, make_scorer(shap, model, cfg.embedding), max_new_tokens=gen.max_new_tokens,
         temperature=gen.text_temperature, top_k=gen.text_top_k, batch_size=gen.batch_size,
-        seed=seed, progress=progress,
+        seed=seed, progress=progress, output_audio=cfg.modality.output_modality.value == "audio",
     )
     result = estimate(
         shap.explainer_type.value, game.values, chat.n_players, num_samples=shap.num_samples,
@@ -56,7 +86,7 @@ def explain_row(row: Row, model, cfg, run_slug: str, *, progress: bool = False) 
         "input_modality": cfg.modality.input_modality.value,
         "output_modality": cfg.modality.output_modality.value,
         "attr_summary": attr_summary(chat, shown),
-        "conversation": conversation(chat, game.full_answer, shown, model.tokenizer),
+        "conversation": conversation(chat, game.full_answer, shown, model.tokenizer, game.full_audio),
         **result.extras,
         # additions to the original's schema
         "explainer_type": shap.explainer_type.value,
@@ -64,7 +94,7 @@ def explain_row(row: Row, model, cfg, run_slug: str, *, progress: bool = False) 
         "normalizer": shap.normalizer.value,
         "n_players": n,
         "n_evaluations": result.n_evaluations,
-        "player_tokens": [model.tokenizer.decode([int(chat.input_ids[p])]) for p in chat.players],
+        "player_tokens": player_labels(chat, model),
         "shap_values": shown.tolist(),
         "raw_shap_values": raw.tolist(),
         "shap_stderr": None if result.stderr is None else np.asarray(result.stderr, dtype=float).tolist(),
@@ -75,7 +105,24 @@ def explain_row(row: Row, model, cfg, run_slug: str, *, progress: bool = False) 
         "model_time_sec": game.model_seconds,
         "seed": seed,
     }
-    return sample
+    files: Dict[str, bytes] = {}
+    if chat.prompt is not None and (chat.prompt.clips or game.full_audio is not None):
+        sample["audio_artifacts"], files = audio_artifacts(row.index, cfg.modality, chat, model, game.full_audio)
+    return sample, files
+
+
+def player_labels(chat: Chat, model) -> List[str]:
+    """A player's token text, or ``<audio clip c s0.00-0.04>`` (seconds) for an audio segment."""
+    labels = []
+    for i, position in enumerate(chat.players):
+        clip = -1 if chat.player_clip is None else int(chat.player_clip[i])
+        if clip < 0:
+            labels.append(model.tokenizer.decode([int(chat.input_ids[position])]))
+            continue
+        start, end = chat.prompt.clip_segments[clip][int(chat.player_segment[i])]
+        sr = model.sampling_rate
+        labels.append(f"<audio clip {clip} {start / sr:.2f}-{end / sr:.2f}s>")
+    return labels
 
 
 HIERARCHICAL_KEYS = ("k", "shap_type", "shap_num_samples", "shap_fraction", "first_layer_type",
@@ -111,26 +158,102 @@ def attr_summary(chat: Chat, values: np.ndarray) -> Dict[str, Any]:
     }
 
 
-def conversation(chat: Chat, answer: np.ndarray, values: np.ndarray, tokenizer) -> List[List[Dict[str, Any]]]:
-    """Turns of entries ``{content_type, roles, content, shap_values}``; the answer closes the last turn."""
-    ids = np.concatenate([chat.input_ids, answer])
-    roles = np.concatenate([chat.roles, np.full(len(answer), ASSISTANT)])
-    kinds = np.concatenate([chat.content_types, np.full(len(answer), TEXT)])
-    shap: List[Any] = [None] * len(ids)
-    for position, value in zip(chat.players, values):
-        shap[int(position)] = float(value)
-    bounds = list(chat.turn_starts) + [len(ids)]
-    turns = []
-    for start, end in zip(bounds[:-1], bounds[1:]):
-        entries, begin = [], start
-        for pos in range(start + 1, end + 1):
-            if pos == end or kinds[pos] != kinds[begin]:
-                entries.append({
-                    "content_type": int(kinds[begin]),
-                    "roles": [int(r) for r in roles[begin:pos]],
-                    "content": [tokenizer.decode([int(t)]) for t in ids[begin:pos]],
-                    "shap_values": shap[begin:pos],
-                })
-                begin = pos
-        turns.append(entries)
+def conversation(chat: Chat, answer: np.ndarray, values: np.ndarray, tokenizer,
+                 answer_audio: Optional[np.ndarray] = None) -> List[List[Dict[str, Any]]]:
+    """Turns of entries ``{content_type, roles, content, shap_values}``; the answer closes the last turn.
+
+    ``content`` has one element per text token and one ``{"_binary": true, "num_bytes": N}`` per
+    audio piece: a segment (a player) or the unsegmented audio between segments (N = its size as
+    16-bit PCM); the spoken answer, if any, is one such element.
+    """
+    units = _prompt_units(chat, values, tokenizer)
+    end = len(chat.input_ids)
+    units += [(end, ASSISTANT, TEXT, tokenizer.decode([int(t)]), None) for t in answer]
+    if answer_audio is not None:
+        units.append((end, ASSISTANT, AUDIO, {"_binary": True, "num_bytes": 2 * len(answer_audio)}, None))
+    turn_of = np.searchsorted(chat.turn_starts, [u[0] for u in units], side="right")
+    turns: List[List[Dict[str, Any]]] = []
+    for i, (_, role, kind, content, value) in enumerate(units):
+        if i == 0 or turn_of[i] != turn_of[i - 1]:
+            turns.append([])
+        entries = turns[-1]
+        if not entries or entries[-1]["content_type"] != kind:
+            entries.append({"content_type": kind, "roles": [], "content": [], "shap_values": []})
+        entries[-1]["roles"].append(role)
+        entries[-1]["content"].append(content)
+        entries[-1]["shap_values"].append(value)
     return turns
+
+
+def _prompt_units(chat: Chat, values: np.ndarray, tokenizer) -> List[Tuple[int, int, int, Any, Optional[float]]]:
+    """(position, role, content type, content, shap value or None) per text token / audio piece."""
+    shap_at = {int(p): float(v) for p, v in zip(chat.players, values)}
+    units, pos, ids = [], 0, chat.input_ids
+    while pos < len(ids):
+        role = int(chat.roles[pos])
+        if chat.content_types[pos] != AUDIO:
+            units.append((pos, role, TEXT, tokenizer.decode([int(ids[pos])]), shap_at.get(pos)))
+            pos += 1
+            continue
+        clip, segment = chat.prompt.clip[pos], chat.prompt.segment[pos]
+        stop = pos
+        while stop < len(ids) and chat.prompt.clip[stop] == clip and chat.prompt.segment[stop] == segment:
+            stop += 1
+        samples = _piece_samples(chat, int(clip), int(segment), int(chat.prompt.audio_index[pos]))
+        units.append((pos, role, AUDIO, {"_binary": True, "num_bytes": 2 * samples}, shap_at.get(pos)))
+        pos = stop
+    return units
+
+
+def _piece_samples(chat: Chat, clip: int, segment: int, first_token: int) -> int:
+    """Samples of a segment, or of the gap between segments that holds the token ``first_token``."""
+    bounds = chat.prompt.clip_segments[clip] or []
+    if segment >= 0:
+        return bounds[segment][1] - bounds[segment][0]
+    centre = first_token * chat.token_samples + chat.token_samples // 2
+    edges = [0] + [b for seg in bounds for b in seg] + [len(chat.prompt.clips[clip])]
+    for lo, hi in zip(edges[::2], edges[1::2]):  # the gaps: before, between and after the segments
+        if lo <= centre < hi:
+            return hi - lo
+    return 0
+
+
+def audio_artifacts(index: int, modality, chat: Chat, model, answer_audio: Optional[np.ndarray]
+                    ) -> Tuple[Dict[str, Any], Dict[str, bytes]]:
+    """The ``audio_artifacts`` block (the original's layout) and its files, for ``audio/sample_XXXXX/``."""
+    name = f"sample_{index:05d}"
+    files: Dict[str, bytes] = {}
+    clips = chat.prompt.clips if chat.prompt is not None else []
+    inputs = [f"{name}_input_audio.wav" if len(clips) == 1 else f"{name}_input_audio_{k}.wav" for k in range(len(clips))]
+    for file, clip in zip(inputs, clips):
+        files[file] = wav_bytes(clip, model.sampling_rate)
+    block: Dict[str, Any] = {
+        "input_modality": modality.input_modality.value,
+        "output_modality": modality.output_modality.value,
+        "input_audio": {
+            "input_modality": modality.input_modality.value,
+            "has_audio": bool(clips),
+            "audio_file": inputs[0] if inputs else None,
+            "audio_files": inputs,  # ours: one file per clip (multi-sentence and interleaved rows)
+            "sample_rate": model.sampling_rate,
+            "format": "wav",
+            "size_bytes": sum(len(files[f]) for f in inputs),
+            "metadata": {"input_modality": modality.input_modality.value, "num_clips": len(clips)},
+        },
+    }
+    if answer_audio is not None:
+        file = f"{name}_output_audio.wav"
+        files[file] = wav_bytes(answer_audio, model.output_sampling_rate)
+        block["output_audio"] = {"output_audio": {
+            "audio_file": file, "sample_rate": model.output_sampling_rate, "format": "wav",
+            "size_bytes": len(files[file]), "metadata": {"source": "chat_audio_out"},
+        }}
+    return block, files
+
+
+def wav_bytes(samples: np.ndarray, sampling_rate: int) -> bytes:
+    import soundfile as sf
+
+    buffer = io.BytesIO()
+    sf.write(buffer, np.asarray(samples, dtype=np.float32), sampling_rate, format="WAV", subtype="PCM_16")
+    return buffer.getvalue()

@@ -4,6 +4,10 @@ v(S) = similarity(answer to the prompt reduced to S, answer to the full prompt).
 happens here: unseen coalitions are generated in batched ``generate`` calls (shortest prompts
 together, to waste little padding), and each value is cached, so v is computed once per distinct
 coalition. v(N) is the full answer compared with itself; v(empty) is really generated.
+
+With audio output (LFM2-Audio) every answer is generated in the same interleaved text+speech mode and
+v(S) compares the text streams; the spoken answer to the full prompt is kept (``full_audio``) for the
+sample's audio artifacts.
 """
 
 from __future__ import annotations
@@ -20,7 +24,8 @@ from .chat import Chat
 
 class ChatGame:
     def __init__(self, model, chat: Chat, scorer, *, max_new_tokens: int, temperature: float = 0.0,
-                 top_k: Optional[int] = None, batch_size: int = 16, seed: int = 0, progress: bool = False):
+                 top_k: Optional[int] = None, batch_size: int = 16, seed: int = 0, progress: bool = False,
+                 output_audio: bool = False):
         self.model = model
         self.chat = chat
         self.scorer = scorer
@@ -29,11 +34,13 @@ class ChatGame:
         self.seed = seed
         self.progress = progress
         self._generation = {"max_new_tokens": max_new_tokens, "temperature": temperature, "top_k": top_k}
+        if output_audio:
+            self._generation["return_audio"] = True
         self.n_calls = 0
         self.model_seconds = 0.0
         self._cache: Dict[bytes, float] = {}
         full = np.ones(self.n_players, dtype=bool)
-        self.full_answer = self._generate([chat.input_ids], [self._key(full)])[0]
+        (self.full_answer, self.full_audio), = self._generate([chat.full_prompt], [self._key(full)])
         self._cache[self._key(full)] = float(self.scorer.score(self.full_answer, [self.full_answer])[0])
 
     @staticmethod
@@ -46,11 +53,12 @@ class ChatGame:
         return int.from_bytes(digest, "little") & 0x7FFF_FFFF_FFFF_FFFF
 
     def _generate(self, prompts, keys):
+        """(answer token ids, spoken answer or None) per prompt."""
         start = time.perf_counter()
         answers = self.model.generate(prompts, seeds=[self._seed_of(k) for k in keys], **self._generation)
         self.model_seconds += time.perf_counter() - start
         self.n_calls += len(prompts)
-        return answers
+        return answers if "return_audio" in self._generation else [(a, None) for a in answers]
 
     def values(self, coalitions: np.ndarray) -> np.ndarray:
         coalitions = np.atleast_2d(np.asarray(coalitions, dtype=bool))
@@ -67,7 +75,7 @@ class ChatGame:
         bar = tqdm(total=len(order), desc="coalitions", unit="coal", leave=False, disable=not self.progress)
         for start in range(0, len(order), self.batch_size):
             keys = order[start:start + self.batch_size]
-            answers = self._generate([self.chat.masked_ids(todo[k]) for k in keys], keys)
+            answers = [ids for ids, _ in self._generate([self.chat.masked(todo[k]) for k in keys], keys)]
             for key, value in zip(keys, self.scorer.score(self.full_answer, answers)):
                 self._cache[key] = float(value)
             bar.update(len(keys))

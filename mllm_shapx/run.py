@@ -72,17 +72,12 @@ def run(cfg: DictConfig, output_dir: Path) -> Optional[Dict[str, Any]]:
 
 
 def _run(cfg: DictConfig, output_dir: Path, slug: str) -> Dict[str, Any]:
-    from .connectors.hf_text import load_text_model
-    from .data import load_split, select_rows
-    from .explain import chat_for
+    from .connectors import load_connector
+    from .data import load_split
 
     dataset = _config_step(load_split, cfg.dataset)
-    conn = cfg.connector
-    model = load_text_model(conn.model, revision=conn.revision, dtype=conn.dtype.value,
-                            device=cfg.device.value if cfg.device else None,
-                            trust_remote_code=conn.trust_remote_code)
-    selected = _config_step(select_rows, dataset, _at_least_one_player(cfg.selection),
-                            lambda row: _players_or_skip(row, model, cfg, chat_for))
+    model = _config_step(load_connector, cfg.connector, cfg.device.value if cfg.device else None)
+    selected = _select(cfg, dataset, model)
     mine = selected[cfg.shard.index::cfg.shard.count]
 
     with RunDir(output_dir, cfg.shard.index, cfg.shard.count) as run_dir:
@@ -122,7 +117,8 @@ def _explain_rows(cfg, slug, dataset, model, selected, mine, run_dir: RunDir, tr
     run_dir.write_status("running", rows_selected=len(mine), rows_done=done, rows_failed=0)
     for index in tqdm(todo, desc=slug, unit="row", disable=not progress):
         try:
-            sample = explain_row(get_row(dataset, index), model, cfg, slug, progress=progress)
+            sample, audio_files = explain_row(get_row(dataset, index), model, cfg, slug, progress=progress)
+            run_dir.write_audio(index, audio_files)
         except Exception:  # one bad row must not stop the run; it is recorded and retried next time
             log.exception("row %d failed", index)
             run_dir.write_failure(index, traceback.format_exc())
@@ -137,20 +133,42 @@ def _explain_rows(cfg, slug, dataset, model, selected, mine, run_dir: RunDir, tr
     return failed
 
 
-def _players_or_skip(row, model, cfg, chat_for) -> int:
-    """Explainable tokens of a row; a row whose chat cannot be built is left out, with a warning."""
-    try:
-        return chat_for(row, model, cfg).n_players
-    except Exception as error:  # one bad row must not stop the selection of the others
-        log.warning("row %d left out of the selection: %s: %s", row.index, type(error).__name__, error)
-        return -1
+def _select(cfg: DictConfig, dataset, model) -> list:
+    """The run's rows. Rows without the audio the modality needs are left out (one warning); a row
+    whose chat cannot be built is left out with a warning of its own."""
+    from .data import MissingAudio, select_rows
+    from .explain import selection_count
+
+    no_audio = []
+
+    def count(row) -> int:
+        try:
+            return selection_count(row, model, cfg)
+        except MissingAudio:
+            no_audio.append(row.index)
+            return -1
+        except Exception as error:  # one bad row must not stop the selection of the others
+            log.warning("row %d left out of the selection: %s: %s", row.index, type(error).__name__, error)
+            return -1
+
+    selected = _config_step(select_rows, dataset, _at_least_one_player(cfg.selection), count)
+    if no_audio:
+        message = (f"{len(no_audio)} rows have no {cfg.modality.input_modality.value} audio and were left out "
+                   f"(the bundled shards carry speech for their first rows only)")
+        if not selected:
+            raise ConfigError([f"selection: no row selected; {message}"])
+        log.warning(message)
+    return selected
 
 
 def _config_step(step, *args):
-    """Data that cannot be read or selected as configured is a configuration problem (final)."""
+    """Data that cannot be read or selected as configured, or a connector whose optional package is
+    missing, is a configuration problem (final)."""
+    from .connectors import ConnectorUnavailable
+
     try:
         return step(*args)
-    except (ValueError, FileNotFoundError) as error:
+    except (ValueError, FileNotFoundError, ConnectorUnavailable) as error:
         raise ConfigError([str(error)]) from error
 
 

@@ -30,6 +30,13 @@ def tiny_model_dir(tmp_path_factory) -> Path:
     return build_tiny_chat_model(tmp_path_factory.mktemp("tiny_chat_model"))
 
 
+@pytest.fixture(scope="session")
+def tiny_audio_dir(tmp_path_factory) -> Path:
+    from tiny_audio_model import build_tiny_audio_model
+
+    return build_tiny_audio_model(tmp_path_factory.mktemp("tiny_audio_model"))
+
+
 @pytest.fixture
 def compose_cfg():
     """compose_cfg(*overrides) -> the config the app would get for those command-line overrides."""

@@ -22,15 +22,10 @@ SR = 16000
 
 
 @pytest.fixture(scope="module")
-def audio_dir(tmp_path_factory):
-    return build_tiny_audio_model(tmp_path_factory.mktemp("tiny_audio_model"))
-
-
-@pytest.fixture(scope="module")
-def model(audio_dir):
+def model(tiny_audio_dir):
     from mllm_shapx.connectors.hf_audio import HFAudioModel
 
-    return HFAudioModel(str(audio_dir), "float32", "cpu")
+    return HFAudioModel(str(tiny_audio_dir), "float32", "cpu")
 
 
 def _noise(n, seed):

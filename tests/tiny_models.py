@@ -33,6 +33,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from mllm_shapx.connectors.tiny_audio import printable
+
 IM_START = "<|im_start|>"
 IM_END = "<|im_end|>"
 TINY_VOCAB_SIZE = 768
@@ -118,10 +120,6 @@ def save_quietly(model, directory: Path) -> None:
             hf_logging.enable_progress_bar()
 
 
-def _printable(text: str) -> bool:
-    return "\ufffd" not in text and text.isprintable()  # U+FFFD itself counts as printable
-
-
 def build_tiny_chat_model(
     directory: Path, *, seed: int = 0, hidden_size: int = 64, num_layers: int = 2
 ) -> Path:
@@ -160,7 +158,7 @@ def build_tiny_chat_model(
         model = LlamaForCausalLM(config)
     model.eval()
     suppressed = [bos_id, eos_id] + [
-        i for i in range(len(tokenizer)) if not _printable(tokenizer.decode([i]))
+        i for i in range(len(tokenizer)) if not printable(tokenizer.decode([i]))
     ]
     with torch.no_grad():
         # Logit exactly 0 for these (the rest spread over several units): see module docstring.

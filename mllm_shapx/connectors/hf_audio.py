@@ -41,6 +41,7 @@ from transformers.masking_utils import create_bidirectional_mask
 
 from ..audio import num_audio_tokens
 from ..chat import ASSISTANT, AUDIO, SYSTEM, TEXT, USER
+from .embedded import is_embedded, resolve_embedded
 from .hf_text import _DTYPES, generation_args, resolve_device, trim_at_eos
 from .prompt import AudioPrompt, EncodedPrompt
 
@@ -60,11 +61,14 @@ def load_audio_model(model: str, *, revision: Optional[str] = None, dtype: str =
 
 class HFAudioModel:
     sampling_rate = 16000
+    audio_token_ms = 40  # one <|AUDIO|> per 640 samples (see mllm_shapx/audio.py)
+    supports_audio_output = False
 
     def __init__(self, path: str, dtype: str = "float32", device: Optional[str] = None, *,
                  revision: Optional[str] = None):
         self.name = str(path)
         self.device = resolve_device(device)
+        path = resolve_embedded(path) if is_embedded(str(path)) else path
         self.processor = AutoProcessor.from_pretrained(path, revision=revision)
         self.tokenizer = self.processor.tokenizer
         self.feature_extractor = self.processor.feature_extractor

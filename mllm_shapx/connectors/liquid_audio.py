@@ -37,6 +37,7 @@ import numpy as np
 import torch
 
 from ..chat import AUDIO, SYSTEM, TEXT
+from . import ConnectorUnavailable
 from .hf_audio import _ROLE_IDS, _as_clip, _normalise
 from .hf_text import _DTYPES, resolve_device, trim_at_eos
 from .prompt import AudioPrompt, EncodedPrompt
@@ -63,7 +64,7 @@ MISSING_PACKAGE = (
 _LOADED: Dict[Tuple, "LiquidAudioModel"] = {}
 
 
-class LiquidAudioUnavailable(RuntimeError):
+class LiquidAudioUnavailable(ConnectorUnavailable):
     """The package or the weights are missing: a one-line, actionable message."""
 
 
@@ -247,6 +248,9 @@ class LiquidAudioModel:
         markers = [self.tokenizer.convert_tokens_to_ids(t) for t in (IM_END, "<|text_end|>", "<|audio_start|>")]
         self.eos_ids = {int(t) for t in markers + [self.tokenizer.eos_token_id]
                         if t is not None and t != self.tokenizer.unk_token_id}
+        pad = self.tokenizer.pad_token_id
+        self.pad_id = pad if pad is not None else min(self.eos_ids)
+        self.text_model = self.model.lfm  # the LFM2 backbone: CONTEXTUAL/STATIC similarities read it
 
     def num_audio_tokens(self, num_samples: int) -> int:
         return lfm2_audio_tokens(num_samples)
