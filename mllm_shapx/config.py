@@ -141,7 +141,8 @@ class ShapConf:
     power: float = 1.0
     token_filter: TokenFilter = TokenFilter.exclude_punctuation
     name: Optional[str] = None
-    # hierarchical only
+    # hierarchical only; a sampling inner explainer without shap_num_samples/shap_fraction gets the
+    # minimal budget (-1) per inner game
     k: Optional[int] = None
     shap_type: Optional[ExplainerType] = None
     shap_num_samples: Optional[int] = None
@@ -338,8 +339,6 @@ def _hierarchical_problems(shap: DictConfig) -> List[str]:
         ns, frac = shap[f"{layer}_num_samples"], shap[f"{layer}_fraction"]
         if ns is not None and frac is not None:
             problems.append(f"shap.{layer}_num_samples: set either it or shap.{layer}_fraction, not both")
-        if layer == "shap" and kind is not None and kind.value != "exact" and ns is None and frac is None:
-            problems.append(f"shap.shap_num_samples: {kind.value} inner levels need shap_num_samples or shap_fraction")
         problems += _budget_range_problems(f"shap.{layer}_", ns, frac)
     imp = shap.importance_min_fraction
     if imp is None or not 0 < imp <= 1:

@@ -128,3 +128,19 @@ def test_every_conf_option_composes(compose_cfg):
 )
 def test_run_slug_rules(shap, slug):
     assert run_slug(shap) == slug
+
+
+@pytest.mark.parametrize("name", ["study_ss_text", "study_ss_audio", "study_ms_interleaved", "study_ml_text"])
+def test_study_presets_compose_and_pass_the_checks(compose_cfg, name):
+    cfg = compose_cfg(f"+experiment={name}")
+    assert check_config(cfg) == []
+    audio = cfg.modality.input_modality.value != "text"
+    assert (cfg.connector.type.value == "hf_audio") == audio
+    if audio:
+        assert cfg.audio_segmentation.method.value == "pauses"
+
+
+def test_audio_and_text_twins_explain_the_same_rows(compose_cfg):
+    text, audio = compose_cfg("+experiment=study_ss_text"), compose_cfg("+experiment=study_ss_audio")
+    assert text.selection == audio.selection and text.dataset == audio.dataset
+    assert text.experiment_set_id == audio.experiment_set_id and text.shap.name != audio.shap.name

@@ -477,11 +477,21 @@ def test_hierarchical_first_layer_settings():
     assert est.extras["num_levels"] == 2 and est.stderr is not None
 
 
+def test_hierarchical_without_an_inner_budget_uses_the_minimal_one():
+    n = 9
+    game = table_game(n, np.random.default_rng(1))
+    implicit = estimate("hierarchical", game, n, seed=3, **hier(k=3, shap_type="standard_mc"))
+    explicit = estimate("hierarchical", game, n, seed=3, **hier(k=3, shap_type="standard_mc", shap_num_samples=-1))
+    assert np.array_equal(implicit.values, explicit.values)
+    assert implicit.n_evaluations == explicit.n_evaluations
+    larger = estimate("hierarchical", game, n, seed=3, **hier(k=3, shap_type="standard_mc", shap_num_samples=6))
+    assert larger.n_evaluations > implicit.n_evaluations
+
+
 @pytest.mark.parametrize("bad, match", [
     ({"k": 1}, "k must"), ({"k": None}, "k must"), ({"k": 2.5}, "k must"),
     ({"shap_type": "hierarchical"}, "shap_type"), ({"shap_type": None}, "shap_type"),
     ({"first_layer_type": "nope"}, "first_layer_type"),
-    ({"shap_type": "standard_mc"}, "shap_num_samples"),
     ({"shap_type": "standard_mc", "shap_num_samples": 5, "shap_fraction": 0.5}, "not both"),
     ({"shap_type": "standard_mc", "shap_num_samples": 0}, "num_samples"),
     ({"shap_type": "standard_mc", "shap_fraction": 1.5}, "fraction"),

@@ -17,8 +17,9 @@ measures it): the rescaling factor phi_G / sum(psi) is unbounded when the inner 
 nearly cancel, so games with strong interactions across a group can get large errors.
 
 Budgets. The top level uses ``first_layer_num_samples`` / ``first_layer_fraction`` (default: the
-inner spec), inner levels ``shap_num_samples`` / ``shap_fraction`` (none for ``exact``), each resolved
-on the explained game's own player count. Importance sampling: a refined group's budget is that base
+inner spec), inner levels ``shap_num_samples`` / ``shap_fraction`` (none for ``exact``; none given for a sampling
+explainer = the minimal budget, ``num_samples=-1``), each resolved on the explained game's own player
+count. Importance sampling: a refined group's budget is that base
 x max(``importance_min_fraction``, |phi_group| / max |phi_sibling|), never below the minimal budget of
 its game. Every inner coalition is mapped to a coalition of the original game and evaluated through
 the one counting game of the call, so coalitions shared by levels (v(N) in every conditional game,
@@ -164,8 +165,7 @@ def hierarchical(game, n: int, budget, rng: np.random.Generator, *, k=None, shap
         if method in BUDGET_FREE:
             spec = {}  # exact ignores budgets
         elif not spec:
-            raise ValueError(f"hierarchical: the {method} levels need shap_num_samples or "
-                             "shap_fraction (first_layer_num_samples / _fraction for the top)")
+            spec = {"num_samples": -1}  # no budget given: the minimal one (empty + leave-one-outs)
         else:
             resolve_budget(k, **spec)  # range errors now, before any evaluation
         specs[top] = spec

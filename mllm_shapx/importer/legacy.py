@@ -6,6 +6,7 @@ problems land in its ``Report``, errors meaning nothing may be written.
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import re
 import sys
@@ -13,8 +14,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Dict, List, Sequence, Tuple
 
-from ..config import InputModality, Mode, Normalizer, OutputModality, Reducer, Similarity, TokenFilter, WandbMode
-from .original import CONF_DIR, HUB_SUBSETS, ORIGINAL, SHA
+from ..config import (InputModality, Mode, Normalizer, OutputModality, Reducer, SegmentationMethod, Similarity,
+                      TokenFilter, WandbMode)
+from .original import HUB_SUBSETS, ORIGINAL, SHA
 from .reader import (_ABSENT, _BAD, Report, _ignored, _json_type, _non_negative, _not_empty, _positive, _Reader,
                      _set, _values)
 from .variants import Variant, _variants
@@ -223,7 +225,8 @@ def _modality(read: _Reader, raw: Dict, connector: Any, report: Report) -> Dict[
 def _audio_segmentation(read: _Reader, raw: Dict) -> Dict[str, Any]:
     seg = read.section(raw, "audio_segmentation", "")
     read.keys(seg, "audio_segmentation", ("method", "aligner_device"))
-    return {"method": read.get(seg, "method", "audio_segmentation", "str", "raw", check=_not_empty),
+    return {"method": read.get(seg, "method", "audio_segmentation", "str", "raw",
+                               choices=_values(SegmentationMethod)),
             "aligner_device": read.get(seg, "aligner_device", "audio_segmentation", "str", "cpu", check=_not_empty)}
 
 
@@ -243,10 +246,11 @@ def _connector(read: _Reader, raw: Dict, connector: Any, report: Report) -> Tupl
                                  "(SmolLM2-135M-Instruct); append connector=hf_text connector.model=<hub id or "
                                  "dir> to the commands to choose another")
         return out, "smollm2"
-    if connector == "liquid_audio" and not (CONF_DIR / "connector" / "liquid_audio.yaml").is_file():
-        report.warn("connector", "liquid_audio: this app has no connector/liquid_audio option yet; imported as "
-                                 "'override /connector: liquid_audio' — the runs cannot start until it exists "
-                                 "(--check reports it)")
+    if connector == "liquid_audio" and importlib.util.find_spec("liquid_audio") is None:
+        report.warn("connector", "liquid_audio: the liquid-audio package (Python >= 3.12) is not installed here, so "
+                                 "the runs will stop with exit code 2 when they load the model; install "
+                                 "'mllm_shapx[liquid-audio]' on Python 3.12+, or append connector=hf_audio "
+                                 "connector.model=<Qwen2-Audio id> to the commands")
     return out, "liquid_audio"
 
 

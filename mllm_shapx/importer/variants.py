@@ -209,8 +209,9 @@ def _hierarchical(hier: Dict[str, Tuple[str, Any]], path: str, shap: Dict[str, A
         fl_ns, fl_fr = [], []
     if shap_type != "exact" and not inner_ns and not inner_fr:
         report.warn(path, f"no inner budget (shap_num_samples / shap_fractions): the original ran {shap_type} "
-                          "with its automatic budget, this app needs one; imported without — the runs cannot "
-                          "start until one is given (--check reports it)")
+                          "with its automatic budget; imported without one, which this app runs as the minimal "
+                          "budget per inner game (num_samples=-1: empty + leave-one-outs) — append "
+                          "shap.shap_num_samples=N to the commands to choose one (the run slug then changes)")
     for label, ns, fr in (("shap", inner_ns, inner_fr), ("first_layer", fl_ns, fl_fr)):
         if ns and fr:
             report.warn(path, f"both {label}_num_samples and {label}_fractions: the original ran their product, "
