@@ -62,13 +62,19 @@ def run(cfg: DictConfig, output_dir: Path) -> Optional[Dict[str, Any]]:
         return None
     if cfg.shap.similarity.value == "TfIdfCosineSimilarity" and cfg.embedding.model_id:
         log.warning("embedding.model_id is not used: TfIdfCosineSimilarity compares answer token ids")
-    threads = torch.get_num_threads()
+    from transformers.utils import logging as hf_logging
+
+    threads, bars = torch.get_num_threads(), hf_logging.is_progress_bar_enabled()
     try:
         if cfg.runtime.num_threads:
             torch.set_num_threads(cfg.runtime.num_threads)
+        if not cfg.runtime.progress_bar:
+            hf_logging.disable_progress_bar()  # transformers' "Loading weights" bars too
         return _run(cfg, output_dir, slug)
-    finally:
-        torch.set_num_threads(threads)  # nothing process-global leaks into the next job of a sweep
+    finally:  # nothing process-global leaks into the next job of a sweep
+        torch.set_num_threads(threads)
+        if bars:
+            hf_logging.enable_progress_bar()
 
 
 def _run(cfg: DictConfig, output_dir: Path, slug: str) -> Dict[str, Any]:
