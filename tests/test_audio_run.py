@@ -197,3 +197,15 @@ def test_wav_round_trip_of_the_artifact_writer():
     clip = np.sin(np.linspace(0, 100, 16000)).astype(np.float32) * 0.5
     data, rate = sf.read(io.BytesIO(wav_bytes(clip, 16000)), dtype="float32")
     assert rate == 16000 and np.abs(data - clip).max() <= 1 / 32768 + 1e-7
+
+
+@pytest.mark.parametrize("modality", ["text", "audio__female"])
+def test_selection_counts_the_text_tokens_whatever_the_modality(audio_cfg, audio_model, modality):
+    from mllm_shapx.explain import selection_count
+
+    cfg = audio_cfg(f"modality.input_modality={modality}")
+    row = bundled_row("single_sentence", 3)
+    text_players = chat_for(row, audio_model, audio_cfg("modality.input_modality=text")).n_players
+    assert selection_count(row, audio_model, cfg) == text_players > 5
+    chat = chat_for(row, audio_model, cfg)
+    assert (chat.player_clip >= 0).all() if modality != "text" else (chat.player_clip < 0).all()
