@@ -20,8 +20,9 @@ each sample file is written and ``finish`` after the summary is written. Everyth
   ``estimator/shap_stderr_mean`` (absent for exact estimators). Missing or null values are left out.
 * At the end: the summary's scalars into the W&B run summary as ``summary/<key>``, and the summary
   JSON as artifact ``<slug>-<id>-summary`` (type ``summary``).
-* ``wandb.log_samples=true``: the sample files as artifact ``<slug>-<id>-samples`` (type
-  ``samples``), uploaded incrementally: each version adds only the files finished since the previous
+* ``wandb.log_samples=true``: the sample files (and a sample's audio files, as
+  ``audio/sample_XXXXX/<file>.wav``) as artifact ``<slug>-<id>-samples`` (type ``samples``), uploaded
+  incrementally: each version adds only the files finished since the previous
   version (an *incremental* artifact: W&B merges it with the previous version, so ``:latest`` holds
   every sample; only new files are hashed and uploaded, so the total work is linear in the number of
   samples, unlike the original, which re-uploaded the whole directory after every sample). A
@@ -230,7 +231,7 @@ class WandbTracker:
         self._run_dir = Path(run_dir)
         self._slug = run_slug
         self._log_samples = log_samples
-        self._pending: List[Path] = []
+        self._pending: List[Tuple[Path, str]] = []  # (file, name in the artifact)
         self._last_flush = -math.inf
 
     @property
@@ -270,7 +271,9 @@ class WandbTracker:
             return
         path = self._run_dir / "samples" / f"sample_{row_index:05d}_result.json"
         if path.is_file():
-            self._pending.append(path)
+            self._pending.append((path, path.name))
+        audio = self._run_dir / "audio" / f"sample_{row_index:05d}"  # the sample's WAVs, if any
+        self._pending += [(wav, f"audio/{audio.name}/{wav.name}") for wav in sorted(audio.glob("*.wav"))]
         if (len(self._pending) >= SAMPLES_MAX_PENDING
                 or time.monotonic() - self._last_flush >= SAMPLES_FLUSH_INTERVAL_S):
             self._flush_samples()
@@ -286,8 +289,8 @@ class WandbTracker:
         else:  # pragma: no cover - a later wandb without the attribute
             artifact = self._wandb.Artifact(name, type="samples", metadata={"run_slug": self._slug},
                                             incremental=True)
-        for path in self._pending:
-            artifact.add_file(str(path), name=path.name, policy="immutable")
+        for path, name in self._pending:
+            artifact.add_file(str(path), name=name, policy="immutable")
         self._run.log_artifact(artifact)
         self._pending = []
         self._last_flush = time.monotonic()

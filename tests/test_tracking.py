@@ -323,3 +323,19 @@ def test_the_runner_tracks_each_run_directory(compose_cfg, tiny_model_dir, tmp_p
     finally:
         wandb.teardown()
     assert summary["n_samples"] == 2 and summary["n_failed"] == 0
+
+
+def test_an_audio_run_uploads_its_wav_files_with_the_samples(compose_cfg, tiny_audio_dir, tmp_path):
+    cfg = compose_cfg(
+        "+experiment=mc_minimal", "connector=hf_audio", f"connector.model={tiny_audio_dir}", f"output_root={tmp_path}",
+        "modality.input_modality=audio__female", "selection.max_samples=2", "selection.min_prompt_tokens=null",
+        "selection.max_prompt_tokens=null", "shap.num_samples=6", "generation.max_new_tokens=3",
+        "runtime.progress_bar=false", "wandb.enabled=true", "wandb.mode=offline", "wandb.log_samples=true")
+    out = tmp_path / "audio_run"
+    run(cfg, out)
+    [(_, history, artifacts)] = offline_runs(out)
+    assert all(row["counts/audio_segments"] > 0 and row["attr/frac_audio"] == 1.0 for row in history)
+    uploaded = sorted(c.path for a in artifacts if a.type == "samples" for c in a.manifest.contents)
+    on_disk = sorted([p.name for p in (out / "samples").glob("*.json")]
+                     + [str(p.relative_to(out)) for p in (out / "audio").rglob("*.wav")])
+    assert uploaded == on_disk and sum(name.endswith(".wav") for name in uploaded) == 2
