@@ -170,10 +170,13 @@ def row_turns(row, input_modality: str, sampling_rate: int) -> List[Turn]:
             for i, ((kind, column), text) in enumerate(zip(kinds, row.texts))]
 
 
-def build_audio_chat(model, turns: Sequence[Turn], system_prompt: Optional[str] = None,
-                     token_filter: str = "exclude_punctuation",
-                     segment: Callable[[np.ndarray], List[Tuple[int, int]]] = None) -> Chat:
-    """A chat for an audio connector: text tokens and the ``segment(clip)`` pieces of each clip are players."""
+def build_audio_chat(model, turns: Sequence[Turn], system_prompt: Optional[str],
+                     token_filter: str, segment: Callable[[np.ndarray], List[Tuple[int, int]]]) -> Chat:
+    """A chat for an audio connector: text tokens and the ``segment(clip)`` pieces of each clip are players.
+
+    A player is located by its first prompt position; players are ordered by position, so a turn's
+    players stay together (the hierarchical explainer's boundaries rely on it).
+    """
     messages = [{"role": "system", "content": system_prompt}] if system_prompt else []
     for kind, value in turns:
         part = ({"type": "text", "text": value} if kind == "text"
@@ -181,28 +184,27 @@ def build_audio_chat(model, turns: Sequence[Turn], system_prompt: Optional[str] 
         messages.append({"role": "user", "content": [part]})
     prompt = model.encode(messages)
     tokenizer = model.tokenizer
-    user = prompt.roles == USER
-    positions, clip_of, segment_of = [], [], []
-    for p in np.flatnonzero(user & (prompt.content_types == TEXT)):
+    players = []  # (position, clip, segment); clip = segment = -1 for a text token
+    for p in np.flatnonzero((prompt.roles == USER) & (prompt.content_types == TEXT)):
         if is_explainable(tokenizer.decode([int(prompt.input_ids[p])]), token_filter):
-            positions.append(int(p)), clip_of.append(-1), segment_of.append(-1)
+            players.append((int(p), -1, -1))
     for c, segments in enumerate(prompt.clip_segments):
         for s in range(len(segments or [])):
             where = np.flatnonzero((prompt.clip == c) & (prompt.segment == s))
             if not len(where):
                 raise ValueError(f"clip {c} segment {s} {segments[s]} holds no audio token; segments must "
                                  f"cover at least one {model.audio_token_ms} ms token")
-            positions.append(int(where[0])), clip_of.append(c), segment_of.append(s)
-    order = np.argsort(positions, kind="stable")
+            players.append((int(where[0]), c, s))
+    position, clip, seg = np.asarray(sorted(players), dtype=np.int64).reshape(-1, 3).T
     return Chat(
         input_ids=prompt.input_ids,
         roles=prompt.roles,
         content_types=prompt.content_types,
         turn_starts=_turn_starts(prompt.input_ids, tokenizer),
-        players=np.asarray(positions, dtype=np.int64)[order],
+        players=position,
         texts=[value for kind, value in turns if kind == "text"],
         prompt=prompt,
-        player_clip=np.asarray(clip_of, dtype=np.int64)[order],
-        player_segment=np.asarray(segment_of, dtype=np.int64)[order],
+        player_clip=clip,
+        player_segment=seg,
         token_samples=int(round(model.sampling_rate * model.audio_token_ms / 1000)),
     )
