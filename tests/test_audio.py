@@ -161,7 +161,7 @@ def test_remove_segments_keeps_gaps_and_order():
 # ---------------------------------------------------------------- connector: encoding
 def test_encoding_equals_the_processors_and_labels_every_position(model):
     conversation = CONVERSATIONS["two_clips_one_turn"]
-    prompt = model.prompt_tokens(conversation)
+    prompt = model.encode(conversation)
     text = model.processor.apply_chat_template(conversation, add_generation_prompt=True, tokenize=False)
     reference = model.processor(text=[text], audio=[B, C], sampling_rate=SR, return_tensors="pt")
     assert np.array_equal(reference["input_ids"][0].numpy(), prompt.input_ids)
@@ -194,7 +194,7 @@ def test_encoding_equals_the_processors_and_labels_every_position(model):
 
 def test_text_containing_the_audio_placeholder_is_refused(model):
     with pytest.raises(ValueError):
-        model.prompt_tokens([{"role": "user", "content": f"say {AUDIO_TOKEN}"}])
+        model.encode([{"role": "user", "content": f"say {AUDIO_TOKEN}"}])
 
 
 # ---------------------------------------------------------------- connector: generation
@@ -223,14 +223,14 @@ def test_seeded_sampling_is_fixed_per_seed_and_row_independent(model):
 def test_masking_segments_shortens_the_audio_run_and_matches_reencoding(model):
     segments = segment_raw(len(A3), SR, segment_ms=200)  # 15 segments of 5 tokens
     conversation = [{"role": "user", "content": [{"type": "text", "text": "Hi"}, _audio(A3, segments)]}]
-    prompt = model.prompt_tokens(conversation)
+    prompt = model.encode(conversation)
     assert np.array_equal(prompt.segment[prompt.clip == 0], np.repeat(np.arange(15), 5))
     keep = np.ones(15, bool)
     keep[[3, 7, 8]] = False
     masked = prompt.masked({0: keep})
     assert len(masked.clips[0]) == len(A3) - 3 * 3200
     assert int(np.sum(masked.input_ids == model.audio_token_id)) == 75 - 15
-    direct = model.prompt_tokens([{"role": "user", "content": [
+    direct = model.encode([{"role": "user", "content": [
         {"type": "text", "text": "Hi"}, _audio(remove_segments(A3, segments, keep))]}])
     assert np.array_equal(masked.input_ids, direct.input_ids)
     # text players are removed by position; the empty coalition keeps only the template
@@ -246,7 +246,7 @@ def test_single_token_clips_do_not_take_the_models_legacy_merge(model):
     # With no two adjacent <|AUDIO|> tokens in the batch, Qwen2AudioModel.forward takes its legacy
     # merge, which crashes under generate; our own merge must handle it, alone or batched.
     one = [{"role": "user", "content": [_audio(A3[:640])]}]
-    assert model.prompt_tokens(one).clip_num_tokens == [1]
+    assert model.encode(one).clip_num_tokens == [1]
     alone = model.generate([one], max_new_tokens=4)[0]
     with_long = model.generate([one, CONVERSATIONS["audio_only"]], max_new_tokens=4)[0]
     assert np.array_equal(alone, with_long)
@@ -289,7 +289,7 @@ def test_real_speech_from_the_bundled_shard(model):
     segments = segment_pauses(x, SR)
     words = len(sentence.split())
     assert words // 2 <= len(segments) <= 2 * words
-    prompt = model.prompt_tokens([{"role": "user", "content": [_audio(x, segments)]}])
+    prompt = model.encode([{"role": "user", "content": [_audio(x, segments)]}])
     covered = set(prompt.segment[prompt.clip == 0]) - {-1}
     assert covered == set(range(len(segments)))
     keep = np.ones(len(segments), bool)

@@ -13,10 +13,6 @@ class ConnectorUnavailable(RuntimeError):
     """A connector's optional package or weights are missing here: final, never worth retrying."""
 
 
-def is_audio_connector(kind: str) -> bool:
-    return kind in ("hf_audio", "liquid_audio")
-
-
 def load_connector(conn, device=None):
     """The chat model of ``cfg.connector``, loaded once per process (a sweep's jobs share it)."""
     kind = getattr(conn.type, "value", conn.type)

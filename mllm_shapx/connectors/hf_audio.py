@@ -62,7 +62,6 @@ def load_audio_model(model: str, *, revision: Optional[str] = None, dtype: str =
 class HFAudioModel:
     sampling_rate = 16000
     audio_token_ms = 40  # one <|AUDIO|> per 640 samples (see mllm_shapx/audio.py)
-    supports_audio_output = False
 
     def __init__(self, path: str, dtype: str = "float32", device: Optional[str] = None, *,
                  revision: Optional[str] = None):
@@ -92,16 +91,12 @@ class HFAudioModel:
         self.eos_ids = {int(e) for e in eos_ids}
         pad = self.tokenizer.pad_token_id
         self.pad_id = pad if pad is not None else min(self.eos_ids)
-        self._special = [t for t in self.tokenizer.all_special_tokens if t]
 
     # ------------------------------------------------------------------ encoding
     def num_audio_tokens(self, num_samples: int) -> int:
         fe = self.feature_extractor
         return num_audio_tokens(num_samples, hop_length=fe.hop_length, max_frames=fe.nb_max_frames)
 
-    def prompt_tokens(self, conversation: Sequence[Mapping[str, Any]]) -> AudioPrompt:
-        """The rendered prompt's input_ids with role, content type, clip and segment per position."""
-        return self.encode(conversation)
 
     def encode(self, conversation: Sequence[Mapping[str, Any]]) -> AudioPrompt:
         messages = _normalise(conversation)

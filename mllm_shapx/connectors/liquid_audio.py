@@ -220,7 +220,6 @@ class LiquidAudioModel:
     sampling_rate = SAMPLE_RATE
     audio_token_ms = 1000 * TOKEN_SAMPLES // SAMPLE_RATE  # 80
     audio_token_id = AUDIO_IN
-    supports_audio_output = True
     output_sampling_rate = 24000
     # speech-out sampling of the package's README (greedy codes give degenerate speech); seeded per prompt
     audio_temperature, audio_top_k = 1.0, 4
@@ -258,8 +257,6 @@ class LiquidAudioModel:
     def encode(self, conversation: Sequence[Mapping[str, Any]]) -> AudioPrompt:
         return layout(self.tokenizer, conversation, self.num_audio_tokens)
 
-    def prompt_tokens(self, conversation: Sequence[Mapping[str, Any]]) -> AudioPrompt:
-        return self.encode(conversation)
 
     def generate(self, prompts: Sequence[Any], *, max_new_tokens: int, temperature: float = 0.0,
                  top_k: Optional[int] = None, seeds: Optional[Sequence[int]] = None, return_audio: bool = False):
