@@ -131,6 +131,7 @@ class RunDir:
         self.path = Path(path)
         self.samples = self.path / "samples"
         self.failures = self.path / "failures"
+        self.shard_index, self.shard_count = shard_index, shard_count
         self.shard = f"shard-{shard_index}-of-{shard_count}"
         self.status_path = self.path / "status" / f"{self.shard}.json"
         self._lock = FileLock(str(self.path / f".{self.shard}.lock"), timeout=0)
@@ -180,8 +181,8 @@ class RunDir:
     def _move_aside(self) -> None:
         aside = Path(tempfile.mkdtemp(prefix=f"{self.path.name}.replaced-{time.strftime('%Y%m%d-%H%M%S')}-",
                                       dir=self.path.parent))
-        for name in ("spec.json", "checkpoint.json", "samples", "failures", "summary", "status", "wandb_run.json",
-                     "wandb"):
+        for name in ("spec.json", "checkpoint.json", "samples", "audio", "failures", "summary", "status",
+                     "wandb_run.json", "wandb"):
             if (self.path / name).exists():
                 shutil.move(str(self.path / name), str(aside / name))
         print(f"resume=false: previous results moved to {aside}")
@@ -229,7 +230,8 @@ class RunDir:
         job_id = f"{job}_{os.environ['SLURM_ARRAY_TASK_ID']}" if job else os.environ.get("SLURM_JOB_ID")
         atomic_write_json(self.status_path, {
             **{k: v for k, v in old.items() if k not in ("error", "traceback")},
-            "state": state, **fields, "hostname": socket.gethostname(), "pid": os.getpid(),
+            "state": state, **fields, "shard_index": self.shard_index, "shard_count": self.shard_count,
+            "hostname": socket.gethostname(), "pid": os.getpid(),
             "slurm_job_id": job_id, "started_at": started, "updated_at": now,
         })
 

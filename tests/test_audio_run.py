@@ -209,3 +209,14 @@ def test_selection_counts_the_text_tokens_whatever_the_modality(audio_cfg, audio
     assert selection_count(row, audio_model, cfg) == text_players > 5
     chat = chat_for(row, audio_model, cfg)
     assert (chat.player_clip >= 0).all() if modality != "text" else (chat.player_clip < 0).all()
+
+
+def test_resume_false_moves_the_audio_aside_with_the_samples(audio_cfg, tmp_path):
+    out = tmp_path / "run"
+    run(audio_cfg("selection.max_samples=1"), out)
+    old = sorted(p.relative_to(out) for p in (out / "audio").rglob("*.wav"))
+    assert len(old) == 1
+    run(audio_cfg("selection.max_samples=1", "resume=false", "seed=5"), out)
+    [aside] = [p for p in tmp_path.iterdir() if p.name.startswith("run.replaced-")]
+    assert sorted(p.relative_to(aside) for p in (aside / "audio").rglob("*.wav")) == old
+    assert sorted(p.relative_to(out) for p in (out / "audio").rglob("*.wav")) == old  # rewritten by the new run

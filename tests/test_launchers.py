@@ -124,6 +124,27 @@ def test_status_of_failed_partial_running_and_stopped_runs(local_sweep, tmp_path
     assert cli("mllm_shapx.status", str(tmp_path / "missing")).returncode == 2
 
 
+def test_status_files_written_by_the_runner_carry_their_shard(tmp_path):
+    """Statuses as RunDir writes them (not hand-made): a 2-shard run whose shards finished is done."""
+    from mllm_shapx.artifacts import RunDir
+
+    run_dir = tmp_path / "sharded"
+    for index in range(2):
+        with RunDir(run_dir, index, 2) as shard:
+            shard.write_status("completed", rows_selected=3, rows_done=3, rows_failed=0)
+    assert [read_json_file(p)["shard_index"] for p in sorted((run_dir / "status").glob("*.json"))] == [0, 1]
+    info = status.describe_run(run_dir)
+    assert (info["state"], info["shard_count"], info["rows_selected"]) == ("done", 2, 6)
+    with RunDir(run_dir, 0, 1) as resharded:  # resumed unsharded: the old 2-shard files no longer count
+        resharded.write_status("running", rows_selected=6, rows_done=6, rows_failed=0)
+    info = status.describe_run(run_dir)
+    assert (info["state"], info["shard_count"], info["shards_reporting"]) == ("running", 1, 1)
+
+
+def read_json_file(path: Path) -> dict:
+    return json.loads(path.read_text())
+
+
 # --- batch --------------------------------------------------------------------------------------
 FAKE_APP = """
 import os, pathlib, sys
