@@ -8,6 +8,7 @@ Layout (the original runner's)::
     <run_dir>/failures/sample_XXXXX_error.json a row that raised (retried by the next invocation)
     <run_dir>/summary/aggregate_metrics.json   run-level aggregates
     <run_dir>/status/shard-I-of-N.json          state of each job (shard) that worked on the run
+    <run_dir>/audio/sample_XXXXX/*.wav          a sample's input (and spoken output) audio
 
 Every file is written to a temporary file in the same folder, flushed, then renamed over the target.
 Several shards of one run may work in the directory at once: each holds its own lock, and the
@@ -51,18 +52,40 @@ _HOST = socket.gethostname().replace(".", "_")
 _WRITER = f"{_HOST}-{os.getpid()}"  # in temporary file names: who may still rename them
 
 
+def pid_is_gone(pid: int) -> bool:
+    """True only when we can tell that process ``pid`` of this host no longer exists."""
+    try:
+        os.kill(int(pid), 0)
+    except ProcessLookupError:
+        return True
+    except (PermissionError, ValueError, OverflowError):
+        return False
+    return False
+
+
 def _writer_is_gone(tmp: Path) -> bool:
     """A temporary file left by a process of this host that no longer exists (killed mid-write)."""
     host, _, pid = tmp.name.rsplit(".", 3)[-3].rpartition("-")
     if host != _HOST or not pid.isdigit():
         return False  # another host's writer: it may still be alive
-    try:
-        os.kill(int(pid), 0)
-    except ProcessLookupError:
-        return True
-    except PermissionError:
-        return False
-    return False
+    return pid_is_gone(int(pid))
+
+
+def sample_stem(row_index: int) -> str:
+    """``sample_XXXXX``: the name every file of one row starts with (XXXXX = its index in the split)."""
+    return f"sample_{row_index:05d}"
+
+
+def sample_file(run_dir: Path, row_index: int) -> Path:
+    return Path(run_dir) / "samples" / f"{sample_stem(row_index)}_result.json"
+
+
+def audio_folder(run_dir: Path, row_index: int) -> Path:
+    return Path(run_dir) / "audio" / sample_stem(row_index)
+
+
+def summary_file(run_dir: Path) -> Path:
+    return Path(run_dir) / "summary" / "aggregate_metrics.json"
 
 
 def remove_stale_temp_files(folder: Path) -> None:
@@ -138,10 +161,10 @@ class RunDir:
         self.shared = FileLock(str(self.path / ".directory.lock"), timeout=SHARED_LOCK_TIMEOUT_S)
 
     def sample_path(self, row_index: int) -> Path:
-        return self.samples / f"sample_{row_index:05d}_result.json"
+        return sample_file(self.path, row_index)
 
     def failure_path(self, row_index: int) -> Path:
-        return self.failures / f"sample_{row_index:05d}_error.json"
+        return self.failures / f"{sample_stem(row_index)}_error.json"
 
     # --- ownership --------------------------------------------------------------------------------
     def __enter__(self) -> "RunDir":
@@ -188,9 +211,14 @@ class RunDir:
         print(f"resume=false: previous results moved to {aside}")
 
     # --- samples ----------------------------------------------------------------------------------
-    def is_complete(self, row_index: int) -> bool:
+    def finished_sample(self, row_index: int) -> Optional[Dict[str, Any]]:
+        """The row's sample when its file is valid; None when missing, corrupt or partial (to redo)."""
         sample = read_json(self.sample_path(row_index))
-        return isinstance(sample, dict) and sample.get("row_index") == row_index and "conversation" in sample
+        valid = isinstance(sample, dict) and sample.get("row_index") == row_index and "conversation" in sample
+        return sample if valid else None
+
+    def is_complete(self, row_index: int) -> bool:
+        return self.finished_sample(row_index) is not None
 
     def write_sample(self, row_index: int, sample: Dict[str, Any]) -> None:
         atomic_write_json(self.sample_path(row_index), sample)
@@ -201,14 +229,15 @@ class RunDir:
     def write_audio(self, row_index: int, files: Dict[str, bytes]) -> None:
         """A sample's audio files, under ``audio/sample_XXXXX/``; written before its sample file."""
         for name, data in files.items():
-            atomic_write_bytes(self.path / "audio" / f"sample_{row_index:05d}" / name, data)
+            atomic_write_bytes(audio_folder(self.path, row_index) / name, data)
 
     def write_failure(self, row_index: int, error: str) -> None:
         atomic_write_json(self.failure_path(row_index), {"row_index": row_index, "error": error, "time": time.time()})
 
     def write_checkpoint(self, selected: Sequence[int]) -> None:
         """Completed rows of the selection as found on disk (sample files are written atomically)."""
-        done = {i: self.sample_path(i).exists() for i in selected}
+        on_disk = set(os.listdir(self.samples)) if self.samples.is_dir() else set()  # one listing, not N stats
+        done = {i: self.sample_path(i).name in on_disk for i in selected}
         completed = [i for i in selected if done[i]]
         pending = [i for i in selected if not done[i]]
         old = read_json(self.path / "checkpoint.json") or {}
@@ -237,8 +266,9 @@ class RunDir:
 
     def write_summary(self, selected: Sequence[int]) -> Dict[str, Any]:
         """Aggregates over every finished sample file of the selection (recomputed from disk)."""
-        samples = [read_json(self.sample_path(i)) for i in selected if self.is_complete(i)]
-        failed = [i for i in selected if not self.is_complete(i) and self.failure_path(i).exists()]
+        finished = {i: self.finished_sample(i) for i in selected}  # each file read once
+        samples = [s for s in finished.values() if s is not None]
+        failed = [i for i in selected if finished[i] is None and self.failure_path(i).exists()]
         n = len(samples)
 
         def present(key: str, block: Optional[str] = None) -> List[float]:
@@ -264,5 +294,5 @@ class RunDir:
             "avg_abs_efficiency_gap": sum(gaps) / len(gaps) if gaps else None,
             "updated_at": time.time(),
         }
-        atomic_write_json(self.path / "summary" / "aggregate_metrics.json", summary)
+        atomic_write_json(summary_file(self.path), summary)
         return summary

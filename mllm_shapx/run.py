@@ -21,7 +21,7 @@ from omegaconf import DictConfig, OmegaConf
 from tqdm.auto import tqdm
 
 from . import __version__
-from .artifacts import RunDir
+from .artifacts import RunDir, summary_file
 from .config import NON_IDENTITY_KEYS, ConfigError, check_config, to_container
 from .naming import run_slug
 from .tracking import open_tracker
@@ -104,7 +104,7 @@ def _run(cfg: DictConfig, output_dir: Path, slug: str) -> Dict[str, Any]:
             summary = run_dir.write_summary(selected)
         run_dir.write_status("completed", rows_selected=len(mine), rows_done=len(mine) - failed,
                              rows_failed=failed)
-        tracker.finish(summary, run_dir.path / "summary" / "aggregate_metrics.json")
+        tracker.finish(summary, summary_file(run_dir.path))
     log.info("run %s (%s): %d/%d rows done, %d failed -> %s", slug, run_dir.shard, summary["n_samples"],
              len(selected), summary["n_failed"], output_dir)
     return summary

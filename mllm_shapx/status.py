@@ -14,22 +14,15 @@ Reads only files (status files, samples, checkpoint, summary, submitit logs); al
 
 from __future__ import annotations
 
-import json
-import os
 import socket
 import sys
 import time
 from pathlib import Path
 from typing import Any, Dict, List, Optional, Tuple
 
+from .artifacts import pid_is_gone, read_json, summary_file
+
 _INTERRUPTS = ("SystemExit", "KeyboardInterrupt", "UncompletedJobError")
-
-
-def _read(path: Path) -> Optional[Any]:
-    try:
-        return json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return None
 
 
 def _is_run_dir(path: Path) -> bool:
@@ -54,13 +47,7 @@ def _alive(status: Dict[str, Any]) -> bool:
     """False only when we can tell: the recorded process ran on this host and is gone."""
     if status.get("hostname") != socket.gethostname() or not status.get("pid"):
         return True
-    try:
-        os.kill(int(status["pid"]), 0)
-    except ProcessLookupError:
-        return False
-    except (PermissionError, ValueError, OverflowError):
-        return True
-    return True
+    return not pid_is_gone(status["pid"])
 
 
 def _error_line(status: Dict[str, Any]) -> str:
@@ -73,7 +60,7 @@ def _error_line(status: Dict[str, Any]) -> str:
 
 def shard_statuses(run_dir: Path) -> List[Dict[str, Any]]:
     """The status files of the latest sharding (a run may be resumed with another shard.count)."""
-    statuses = [s for s in (_read(p) for p in sorted((run_dir / "status").glob("shard-*.json"))) if isinstance(s, dict)]
+    statuses = [s for s in (read_json(p) for p in sorted((run_dir / "status").glob("shard-*.json"))) if isinstance(s, dict)]
     if not statuses:
         return []
     latest = max(statuses, key=lambda s: s.get("updated_at") or 0)
@@ -86,8 +73,8 @@ def shard_statuses(run_dir: Path) -> List[Dict[str, Any]]:
 def describe_run(run_dir: Path) -> Dict[str, Any]:
     """state, rows done/selected, failed shards (index, error line) of one run directory."""
     samples = len(list((run_dir / "samples").glob("sample_*_result.json")))
-    checkpoint = _read(run_dir / "checkpoint.json") or {}
-    summary = _read(run_dir / "summary" / "aggregate_metrics.json") or {}
+    checkpoint = read_json(run_dir / "checkpoint.json") or {}
+    summary = read_json(summary_file(run_dir)) or {}
     statuses = shard_statuses(run_dir)
     done = max(samples, len(checkpoint.get("completed_indices") or []))
     count = statuses[0].get("shard_count", 1) if statuses else 1

@@ -59,7 +59,7 @@ import time
 from pathlib import Path
 from typing import Any, Dict, List, Optional, Protocol, Set, Tuple
 
-from .artifacts import atomic_write_json, read_json
+from .artifacts import atomic_write_json, audio_folder, read_json, sample_file
 
 log = logging.getLogger(__name__)
 
@@ -269,10 +269,10 @@ class WandbTracker:
             row_index = int(row_index)
         except (TypeError, ValueError):
             return
-        path = self._run_dir / "samples" / f"sample_{row_index:05d}_result.json"
+        path = sample_file(self._run_dir, row_index)
         if path.is_file():
             self._pending.append((path, path.name))
-        audio = self._run_dir / "audio" / f"sample_{row_index:05d}"  # the sample's WAVs, if any
+        audio = audio_folder(self._run_dir, row_index)  # the sample's WAVs, if any
         self._pending += [(wav, f"audio/{audio.name}/{wav.name}") for wav in sorted(audio.glob("*.wav"))]
         if (len(self._pending) >= SAMPLES_MAX_PENDING
                 or time.monotonic() - self._last_flush >= SAMPLES_FLUSH_INTERVAL_S):

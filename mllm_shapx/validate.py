@@ -37,11 +37,10 @@ def problems_of(overrides: Sequence[str], check_dataset: bool = False) -> List[s
 
 
 def _dataset_problems(cfg) -> List[str]:
-    from .data import check_columns, load_split
+    from .data import load_split
 
     try:
-        dataset = load_split(cfg.dataset)
-        check_columns(dataset)
+        dataset = load_split(cfg.dataset)  # checks the columns too
     except Exception as error:  # any failure to read the shard is a finding to report, not a crash
         return [f"dataset: cannot be read: {type(error).__name__}: {error}"]
     if len(dataset) == 0:
