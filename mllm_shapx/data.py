@@ -207,10 +207,13 @@ class Row:
     token_count: int | None = None
     audio: dict[str, list[bytes]] = field(default_factory=dict)
 
-    def clips(self, column: str, sampling_rate: int = 16000) -> list[np.ndarray]:
-        """The row's clips of an audio column, decoded to float32 mono at ``sampling_rate``."""
+    def require_audio(self, column: str) -> None:
         if column not in self.audio:
             raise MissingAudio(f"row {self.index} has no {column} audio")
+
+    def clips(self, column: str, sampling_rate: int = 16000) -> list[np.ndarray]:
+        """The row's clips of an audio column, decoded to float32 mono at ``sampling_rate``."""
+        self.require_audio(column)
         return [resample(*decode_wav(data), sampling_rate) for data in self.audio[column]]
 
 

@@ -9,9 +9,10 @@ from typing import Any, Callable, Dict, List, Optional, Tuple
 
 import numpy as np
 
+from .artifacts import sample_stem
 from .audio import segment_pauses, segment_raw
 from .chat import ASSISTANT, AUDIO, TEXT, Chat, build_audio_chat, build_chat, row_turns, turn_kinds
-from .data import MissingAudio, Row
+from .data import Row
 from .estimators import estimate
 from .game import ChatGame
 from .normalizers import normalize
@@ -39,9 +40,9 @@ def selection_count(row: Row, model, cfg) -> int:
 
     Raises ``MissingAudio`` when the modality needs an audio column the row lacks.
     """
-    kinds = turn_kinds(cfg.modality.input_modality.value, len(row.texts))
-    for column in sorted({column for kind, column in kinds if kind == "audio"} - row.audio.keys()):
-        raise MissingAudio(f"row {row.index} has no {column} audio")
+    for kind, column in turn_kinds(cfg.modality.input_modality.value, len(row.texts)):
+        if kind == "audio":
+            row.require_audio(column)
     return build_chat(model.tokenizer, row.texts, cfg.connector.system_prompt, cfg.shap.token_filter.value).n_players
 
 
@@ -221,7 +222,7 @@ def _piece_samples(chat: Chat, clip: int, segment: int, first_token: int) -> int
 def audio_artifacts(index: int, modality, chat: Chat, model, answer_audio: Optional[np.ndarray]
                     ) -> Tuple[Dict[str, Any], Dict[str, bytes]]:
     """The ``audio_artifacts`` block (the original's layout) and its files, for ``audio/sample_XXXXX/``."""
-    name = f"sample_{index:05d}"
+    name = sample_stem(index)
     files: Dict[str, bytes] = {}
     clips = chat.prompt.clips if chat.prompt is not None else []
     inputs = [f"{name}_input_audio.wav" if len(clips) == 1 else f"{name}_input_audio_{k}.wav" for k in range(len(clips))]

@@ -39,9 +39,9 @@ class ChatGame:
         self.n_calls = 0
         self.model_seconds = 0.0
         self._cache: Dict[bytes, float] = {}
-        full = np.ones(self.n_players, dtype=bool)
-        (self.full_answer, self.full_audio), = self._generate([chat.full_prompt], [self._key(full)])
-        self._cache[self._key(full)] = float(self.scorer.score(self.full_answer, [self.full_answer])[0])
+        full = self._key(np.ones(self.n_players, dtype=bool))
+        (self.full_answer, self.full_audio), = self._generate([chat.full_prompt], [full])
+        self._cache[full] = float(self.scorer.score(self.full_answer, [self.full_answer])[0])
 
     @staticmethod
     def _key(coalition: np.ndarray) -> bytes:
