@@ -50,11 +50,11 @@ from dataclasses import dataclass
 import numpy as np
 
 from .control import additive_fit
-from .montecarlo import _side, size_moments
-from .result import Estimate, check_shapley_only
+from .montecarlo import _side, _value_variance, inverse_populations, player_moments
+from .result import Estimate, check_sampled_budget, check_shapley_only
 from .sampling import CoalitionPool
 
-__all__ = ["limited_cc", "standard_cc", "Strata", "cc_strata", "cc_estimate", "complementary_values"]
+__all__ = ["limited_cc", "standard_cc", "Strata", "CCFit", "cc_strata", "cc_fit", "complementary_values"]
 
 
 def complementary_values(masks: np.ndarray, values: np.ndarray) -> np.ndarray:
@@ -86,39 +86,37 @@ class Strata:
 
     def value_variance(self) -> np.ndarray:
         """Per-value variance of each stratum (ddof=1; the pooled one below two values)."""
-        safe = np.maximum(self.count, 1.0)
-        s2 = (self.dev_sq - self.dev_sum**2 / safe) / np.maximum(self.count - 1, 1.0)
-        return np.maximum(np.where(self.count >= 2, s2, self.base_var), 0.0)
+        return _value_variance(self.count, self.dev_sum, self.dev_sq, self.base_var)
 
 
 def cc_strata(masks: np.ndarray, values: np.ndarray) -> Strata:
     """The strata of CC values of distinct, complement-closed coalitions ``masks`` [m, n]."""
-    m, n = masks.shape
-    c = complementary_values(masks, values)
-    sizes = masks.sum(axis=1)
-    size_mean, size_var = size_moments(sizes, c, n)
-    dev = c - size_mean[sizes]
-    cnt = np.zeros((n, n))
-    dsum = np.zeros((n, n))
-    dsq = np.zeros((n, n))
-    for s in range(1, n + 1):
-        rows = sizes == s
-        if rows.any():
-            block = masks[rows].astype(np.float64)
-            d = dev[rows]
-            cnt[:, s - 1] = block.sum(axis=0)
-            dsum[:, s - 1] = block.T @ d
-            dsq[:, s - 1] = block.T @ (d * d)
-    inv_pop = np.array([1 / math.comb(n - 1, j - 1) for j in range(1, n + 1)])  # int / int: no overflow
-    return Strata(cnt, dsum, dsq, size_mean[1:], size_var[1:], inv_pop)
+    size_mean, size_var, _, within = player_moments(masks, complementary_values(masks, values))
+    # size 0 (the empty coalition) holds no player: strata are sizes 1..n
+    return Strata(*within[:, :, 1:], size_mean[1:], size_var[1:], inverse_populations(masks.shape[1]))
 
 
-def cc_estimate(masks: np.ndarray, values: np.ndarray, control_variate: bool = True):
-    """(phi, stderr) of the CC estimator, with the additive control variate unless disabled."""
+@dataclass
+class CCFit:
+    """The control variate's slopes and inflation (zeros and 1 without it) and the strata of the
+    residual CC values: what the estimate needs, and what Neyman allocation weighs sizes by."""
+
+    slopes: np.ndarray
+    inflation: float
+    strata: Strata
+
+    def estimate(self):
+        """(phi, stderr) of the CC estimator."""
+        n = len(self.slopes)
+        mean, var = self.strata.mean_and_variance()
+        return mean.sum(axis=1) / n + self.slopes, np.sqrt(var.sum(axis=1) * self.inflation) / n
+
+
+def cc_fit(masks: np.ndarray, values: np.ndarray, control_variate: bool = True) -> CCFit:
+    """Fit the additive control variate (unless disabled) and build the strata of its residuals."""
     n = masks.shape[1]
     slopes, inflation = additive_fit(masks, values) if control_variate else (np.zeros(n), 1.0)
-    mean, var = cc_strata(masks, values - masks @ slopes).mean_and_variance()
-    return mean.sum(axis=1) / n + slopes, np.sqrt(var.sum(axis=1) * inflation) / n
+    return CCFit(slopes, inflation, cc_strata(masks, values - masks @ slopes))
 
 
 def full_pair_pool(n: int, rng: np.random.Generator) -> CoalitionPool:
@@ -130,29 +128,27 @@ def full_pair_pool(n: int, rng: np.random.Generator) -> CoalitionPool:
 
 def draw_random_pairs(pool: CoalitionPool, budget: int) -> None:
     """Standard CC sampling: uniform size among those with untaken pairs, then a uniform pair."""
-    n = pool.n
     while len(pool) + 2 <= budget:
-        open_sizes = [s for s in range(1, n) if pool.remaining(s) > 0]
-        if not open_sizes:
+        size = pool.open_size(range(1, pool.n))
+        if size is None:
             return
-        pool.draw_pair(open_sizes[int(pool.rng.integers(len(open_sizes)))])
+        pool.draw_pair(size)
 
 
 def _cc(game, n, budget, rng, coverage, method, estimand, control_variate):
     check_shapley_only(estimand, method)
-    if budget >= 2**n:  # estimate() normally handles this; kept for direct callers
-        raise ValueError("a budget covering every coalition is exact enumeration")
+    check_sampled_budget(n, budget)
     pool = full_pair_pool(n, rng)
     if coverage and n >= 2:
         size = math.ceil(n / 3)
         for player in rng.permutation(n):
             if len(pool) + 2 > budget:
                 break
-            if pool.taken_with(player, size) == 0 and pool.remaining_with(player, size) > 0:
+            if pool.taken_with(player, size) == 0:  # so C(n-1, size-1) >= 1 remain
                 pool.draw_pair(size, containing=int(player))
     draw_random_pairs(pool, budget)
     masks = pool.masks()
-    phi, stderr = cc_estimate(masks, game(masks), control_variate)
+    phi, stderr = cc_fit(masks, game(masks), control_variate).estimate()
     return Estimate(phi, stderr, game.n_evaluations)
 
 

@@ -38,10 +38,11 @@ import math
 
 import numpy as np
 
-from .result import Estimate, check_estimand
+from .result import Estimate, check_estimand, check_sampled_budget
 from .sampling import CoalitionPool
 
-__all__ = ["limited_mc", "standard_mc", "stratum_weights", "stratified_estimate"]
+__all__ = ["limited_mc", "standard_mc", "stratum_weights", "stratified_estimate", "player_moments",
+           "inverse_populations"]
 
 
 def stratum_weights(n: int, estimand: str) -> np.ndarray:
@@ -56,8 +57,14 @@ def _interpolate(known: np.ndarray, values: np.ndarray, n: int) -> np.ndarray:
     return np.interp(np.arange(n + 1), idx, values[idx])
 
 
+def inverse_populations(n: int) -> np.ndarray:
+    """1 / C(n-1, k), k = 0..n-1: a stratum's inverse population (MC sides, CC strata alike)."""
+    return np.array([1 / math.comb(n - 1, k) for k in range(n)])  # int / int: no overflow
+
+
 def size_moments(sizes: np.ndarray, values: np.ndarray, n: int):
-    """Mean and variance (ddof=1) of the values of each coalition size 0..n, pooled over players.
+    """(count, mean, variance (ddof=1), centred sum of squares) of the values of each coalition size
+    0..n, pooled over players.
 
     Sizes without a sample (or without two, for the variance) are interpolated from their
     neighbours; with no size holding two values, the variance of all values is used.
@@ -72,48 +79,55 @@ def size_moments(sizes: np.ndarray, values: np.ndarray, n: int):
         size_var = _interpolate(has_var, np.divide(size_sq, size_cnt - 1, where=has_var, out=np.zeros(n + 1)), n)
     else:
         size_var = np.full(n + 1, values.var(ddof=1) if len(values) >= 2 else 0.0)
-    return size_mean, size_var
+    return size_cnt, size_mean, size_var, size_sq
 
 
-def stratified_estimate(masks: np.ndarray, values: np.ndarray, weights: np.ndarray):
-    """(phi, stderr) from distinct coalitions ``masks`` [m, n] and their ``values`` [m]."""
-    m, n = masks.shape
+def player_moments(masks: np.ndarray, values: np.ndarray):
+    """What the MC sides and the CC strata are built from, for distinct coalitions ``masks`` [m, n]:
+    (size_mean, size_var) [n + 1] from ``size_moments``; then the (count, sum, sum of squares) of the
+    values' deviations from their size's mean, per size s ([3, n + 1]) and per (player i, size s)
+    over the coalitions of size s containing i ([3, n, n + 1]). Centred per size: stable variances."""
+    n = masks.shape[1]
     sizes = masks.sum(axis=1)
-    size_mean, size_var = size_moments(sizes, values, n)
-    dev = values - size_mean[sizes]  # centred per size: stable variances
-    size_cnt = np.bincount(sizes, minlength=n + 1).astype(np.float64)
-    size_sq = np.bincount(sizes, weights=dev**2, minlength=n + 1)
-
-    # Per player and size: count, sum and sum of squares of deviations of coalitions containing i.
-    in_cnt = np.zeros((n, n + 1))
-    in_sum = np.zeros((n, n + 1))
-    in_sq = np.zeros((n, n + 1))
+    size_cnt, size_mean, size_var, size_sq = size_moments(sizes, values, n)
+    dev = values - size_mean[sizes]
+    within = np.zeros((3, n, n + 1))
     for s in np.flatnonzero(size_cnt > 0):
         rows = sizes == s
         block = masks[rows].astype(np.float64)
         d = dev[rows]
-        in_cnt[:, s] = block.sum(axis=0)
-        in_sum[:, s] = block.T @ d
-        in_sq[:, s] = block.T @ (d * d)
-    size_dev_sum = np.bincount(sizes, weights=dev, minlength=n + 1)
-    out_cnt, out_sum, out_sq = size_cnt - in_cnt, size_dev_sum - in_sum, size_sq - in_sq
+        within[:, :, s] = block.sum(axis=0), block.T @ d, block.T @ (d * d)
+    total = np.array([size_cnt, np.bincount(sizes, weights=dev, minlength=n + 1), size_sq])
+    return size_mean, size_var, total, within
 
-    inv_pop = np.array([1 / math.comb(n - 1, k) for k in range(n)])  # int / int: no overflow
-    in_mean, in_var = _side(in_cnt[:, 1:], in_sum[:, 1:], in_sq[:, 1:],
-                            size_mean[1:], size_var[1:], inv_pop)
-    out_mean, out_var = _side(out_cnt[:, :n], out_sum[:, :n], out_sq[:, :n],
-                              size_mean[:n], size_var[:n], inv_pop)
+
+def stratified_estimate(masks: np.ndarray, values: np.ndarray, weights: np.ndarray):
+    """(phi, stderr) from distinct coalitions ``masks`` [m, n] and their ``values`` [m]."""
+    n = masks.shape[1]
+    size_mean, size_var, total, within = player_moments(masks, values)
+    without = total[:, None, :] - within  # per (player, size): the coalitions without the player
+    inv_pop = inverse_populations(n)
+    # stratum k: "in" side = size k + 1 containing i, "out" side = size k without i
+    in_mean, in_var = _side(*within[:, :, 1:], size_mean[1:], size_var[1:], inv_pop)
+    out_mean, out_var = _side(*without[:, :, :n], size_mean[:n], size_var[:n], inv_pop)
     phi = (in_mean - out_mean) @ weights
     stderr = np.sqrt((in_var + out_var) @ (weights**2))
     return phi, stderr
+
+
+def _value_variance(cnt, dsum, dsq, base_var):
+    """Per-value variance of each stratum (ddof=1 from its deviation sums; ``base_var``, the pooled
+    one of its size, below two values)."""
+    safe = np.maximum(cnt, 1.0)
+    s2 = np.where(cnt >= 2, (dsq - dsum**2 / safe) / np.maximum(cnt - 1, 1.0), base_var)
+    return np.maximum(s2, 0.0)
 
 
 def _side(cnt, dsum, dsq, base_mean, base_var, inv_pop):
     """Mean and variance of the mean of one side of every stratum; arrays [n players, n sizes]."""
     safe = np.maximum(cnt, 1.0)
     mean = base_mean + np.where(cnt > 0, dsum / safe, 0.0)  # empty side -> pooled size mean
-    s2 = np.where(cnt >= 2, (dsq - dsum**2 / safe) / np.maximum(cnt - 1, 1.0), base_var)
-    s2 = np.maximum(s2, 0.0)
+    s2 = _value_variance(cnt, dsum, dsq, base_var)
     fpc = np.where(cnt > 0, np.clip(1.0 - cnt * inv_pop, 0.0, 1.0), 1.0)
     return mean, s2 / safe * fpc
 
@@ -139,8 +153,7 @@ def _sample(n: int, budget: int, rng: np.random.Generator, *, leave_one_out: boo
 
 def _mc(game, n, budget, rng, leave_one_out, estimand):
     check_estimand(estimand)
-    if budget >= 2**n:  # estimate() normally handles this; kept for direct callers
-        raise ValueError("a budget covering every coalition is exact enumeration")
+    check_sampled_budget(n, budget)
     masks = _sample(n, budget, rng, leave_one_out=leave_one_out, estimand=estimand)
     values = game(masks)
     phi, stderr = stratified_estimate(masks, values, stratum_weights(n, estimand))

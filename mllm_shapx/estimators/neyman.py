@@ -32,9 +32,8 @@ import math
 
 import numpy as np
 
-from .cc import cc_estimate, cc_strata, full_pair_pool
-from .control import additive_fit
-from .result import Estimate, check_shapley_only
+from .cc import cc_fit, full_pair_pool
+from .result import Estimate, check_sampled_budget, check_shapley_only
 
 __all__ = ["limited_neyman", "standard_neyman", "allocate", "default_pilot", "pilot_cells"]
 
@@ -109,8 +108,7 @@ def _class_weights(strata, n):
 
 def _neyman(game, n, budget, rng, contain, method, estimand, pilot, pilot_share, control_variate):
     check_shapley_only(estimand, method)
-    if budget >= 2**n:  # estimate() normally handles this; kept for direct callers
-        raise ValueError("a budget covering every coalition is exact enumeration")
+    check_sampled_budget(n, budget)
     if pilot is not None and (isinstance(pilot, bool) or int(pilot) != pilot or pilot < 1):
         raise ValueError(f"pilot must be an integer >= 1, got {pilot!r}")
     if not 0 < pilot_share <= 1:
@@ -119,21 +117,19 @@ def _neyman(game, n, budget, rng, contain, method, estimand, pilot, pilot_share,
     passes = default_pilot(n, budget) if pilot is None else int(pilot)
     _pilot(pool, n, budget, passes, pilot_share, contain)
     masks = pool.masks()
-    values = game(masks)
-    steps = 1
-    slopes = additive_fit(masks, values)[0] if control_variate else np.zeros(n)
-    classes, weights = _class_weights(cc_strata(masks, values - masks @ slopes), n)
+    fit = cc_fit(masks, game(masks), control_variate)
+    classes, weights = _class_weights(fit.strata, n)
     total = (budget - len(pool)) // 2
     caps = np.array([min(pool.remaining_pairs(s), total) for s in classes], dtype=np.int64)
     counts = allocate(total, weights, caps)
-    if counts.sum() > 0:
-        steps = 2
+    steps = 2 if counts.sum() > 0 else 1
+    if steps == 2:
         for size, count in zip(classes, counts):
             for _ in range(int(count)):
                 pool.draw_pair(int(size))
         masks = pool.masks()
-        values = game(masks)  # only the new pairs reach the model: the rest is cached
-    phi, stderr = cc_estimate(masks, values, control_variate)
+        fit = cc_fit(masks, game(masks), control_variate)  # only the new pairs reach the model
+    phi, stderr = fit.estimate()  # without step 2, the pilot's fit is the final one
     return Estimate(phi, stderr, game.n_evaluations, {"neyman_steps": steps})
 
 

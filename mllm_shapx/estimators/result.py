@@ -7,7 +7,8 @@ from typing import Callable
 
 import numpy as np
 
-__all__ = ["Estimate", "CountingGame", "ESTIMANDS", "BANZHAF_METHODS", "check_estimand", "check_shapley_only"]
+__all__ = ["Estimate", "CountingGame", "ESTIMANDS", "BANZHAF_METHODS", "check_estimand", "check_shapley_only",
+           "check_sampled_budget"]
 
 ESTIMANDS = ("shapley", "banzhaf")
 BANZHAF_METHODS = ("exact", "limited_mc", "standard_mc")  # the others are built on Shapley's strata
@@ -26,6 +27,13 @@ def check_shapley_only(estimand: str, method: str) -> str:
         raise ValueError(f"estimand {estimand!r} is not offered by {method}, which estimates the Shapley "
                          f"value only ({estimand} is offered by {', '.join(BANZHAF_METHODS)})")
     return estimand
+
+
+def check_sampled_budget(n: int, budget: int) -> None:
+    """A budget covering all 2**n coalitions is exact enumeration, which ``estimate`` runs instead of
+    a sampling estimator; a direct caller of one is refused rather than left to sample every row."""
+    if budget >= 2**n:
+        raise ValueError("a budget covering every coalition is exact enumeration")
 
 
 @dataclass

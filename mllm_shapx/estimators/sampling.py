@@ -65,10 +65,6 @@ class CoalitionPool:
         """Taken coalitions of ``size`` that contain ``player``."""
         return int(self._taken_by[player, size])
 
-    def counts_by_player(self) -> np.ndarray:
-        """[n, n + 1]: taken coalitions per (player, size) containing that player (a copy)."""
-        return self._taken_by.copy()
-
     def remaining_with(self, player: int, size: int) -> int:
         if not 1 <= size <= self.n:
             return 0
@@ -86,15 +82,15 @@ class CoalitionPool:
         """Take a coalition of ``size`` uniformly among the untaken ones of that size (that contain
         player ``containing`` when given)."""
         if containing is None:
-            population, taken, key = self._population[size], self._taken[size], size
+            taken, left, key = self._taken[size], self.remaining(size), size
         else:
-            population = math.comb(self.n - 1, size - 1) if size >= 1 else 0
-            taken, key = self.taken_with(containing, size), (size, containing)
-        if taken >= population:
+            taken, left = self.taken_with(containing, size), self.remaining_with(containing, size)
+            key = (size, containing)
+        if left <= 0:
             raise ValueError(f"every coalition of size {size} is already taken"
                              + ("" if containing is None else f" with player {containing}"))
         others = np.delete(np.arange(self.n), containing) if containing is not None else None
-        if key not in self._leftover and 2 * taken < population:
+        if key not in self._leftover and taken < left:  # untaken still the majority: rejection
             while True:
                 mask = np.zeros(self.n, dtype=bool)
                 if others is None:
@@ -130,13 +126,21 @@ class CoalitionPool:
         self.add(~mask)
         return mask
 
-    def draw_uniform_size(self, sizes) -> np.ndarray:
-        """A uniformly random size among ``sizes`` that still have untaken coalitions, then a
-        uniform untaken coalition of that size."""
+    def open_size(self, sizes) -> int | None:
+        """A uniformly random size among ``sizes`` that still have untaken coalitions (None when
+        none has); one draw from the pool's generator. In a pool closed under complement a size
+        with untaken coalitions has untaken pairs."""
         open_sizes = [s for s in sizes if self.remaining(s) > 0]
         if not open_sizes:
+            return None
+        return open_sizes[int(self.rng.integers(len(open_sizes)))]
+
+    def draw_uniform_size(self, sizes) -> np.ndarray:
+        """A uniform untaken coalition of a size picked by ``open_size``."""
+        size = self.open_size(sizes)
+        if size is None:
             raise ValueError("every coalition of the allowed sizes is already taken")
-        return self.draw_of_size(open_sizes[int(self.rng.integers(len(open_sizes)))])
+        return self.draw_of_size(size)
 
     def draw_uniform(self) -> np.ndarray:
         """A coalition uniform among all untaken ones (uniform masks, without repeats)."""
