@@ -206,5 +206,5 @@ def build_audio_chat(model, turns: Sequence[Turn], system_prompt: Optional[str],
         prompt=prompt,
         player_clip=clip,
         player_segment=seg,
-        token_samples=int(round(model.sampling_rate * model.audio_token_ms / 1000)),
+        token_samples=model.token_samples,
     )

@@ -14,11 +14,12 @@ hidden states of SmolLM2), i.e. v(S) then depends on its batch at that level.
 
 from __future__ import annotations
 
-from typing import Dict, List, Optional, Sequence, Tuple
+from typing import Dict, List, Optional, Sequence
 
 import numpy as np
 import torch
 
+from .connectors.common import padded
 from .connectors.embedded import is_embedded, resolve_embedded
 
 
@@ -44,16 +45,6 @@ def _text_model(chat_model):
     return getattr(chat_model, "text_model", chat_model.model)
 
 
-def _right_padded(answers: Sequence[np.ndarray], pad_id: int) -> Tuple[torch.Tensor, torch.Tensor]:
-    width = max(1, max(len(a) for a in answers))
-    ids = torch.full((len(answers), width), pad_id, dtype=torch.long)
-    mask = torch.zeros((len(answers), width), dtype=torch.long)
-    for row, answer in enumerate(answers):
-        ids[row, :len(answer)] = torch.as_tensor(answer, dtype=torch.long)
-        mask[row, :len(answer)] = 1
-    return ids, mask
-
-
 class StaticEncoder(_Encoder):
     def __init__(self, chat_model, batch_size: int = 1):
         super().__init__(batch_size)
@@ -76,7 +67,7 @@ class ContextualEncoder(_Encoder):
         nonempty = [a for a in answers if len(a)]
         states = iter([])
         if nonempty:
-            ids, mask = _right_padded(nonempty, self.pad_id)
+            ids, mask = padded(nonempty, self.pad_id, "right")
             with torch.inference_mode():
                 out = self.model(input_ids=ids.to(self.device), attention_mask=mask.to(self.device),
                                  output_hidden_states=True)

@@ -3,7 +3,8 @@
 Every connector offers ``tokenizer``, ``pad_id``, ``eos_ids``, ``device``, ``model`` (the torch module
 whose token embeddings and hidden states the CONTEXTUAL/STATIC similarities read) and a batched
 ``generate(prompts, *, max_new_tokens, temperature, top_k, seeds)``; the audio connectors add
-``encode(conversation) -> AudioPrompt``, ``sampling_rate`` and ``audio_token_ms``.
+``encode(conversation) -> AudioPrompt``, ``sampling_rate``, ``audio_token_ms`` and ``token_samples``
+(samples per audio position). ``common.py`` holds what they share.
 """
 
 from __future__ import annotations

@@ -26,8 +26,8 @@ Generation batches many prompts into ONE ``generate`` call: token ids are left-p
 all rows are encoded together and scattered, in row-major order, into the ``<|AUDIO|>`` positions of
 the input embeddings (:meth:`HFAudioModel.input_embeddings`, the model's own merge, done here because
 the model silently switches to a crashing legacy merge when no row has two adjacent audio tokens);
-``generate`` then gets ``inputs_embeds`` + ``input_ids``. Sampling uses hf_text's per-row seeded
-sampler, so an answer depends only on its own prompt and seed.
+``generate`` then gets ``inputs_embeds`` + ``input_ids``. Sampling uses the per-row seeded sampler of
+``common.py``, so an answer depends only on its own prompt and seed.
 """
 
 from __future__ import annotations
@@ -39,67 +39,54 @@ import torch
 from transformers import AutoProcessor, Qwen2AudioForConditionalGeneration
 from transformers.masking_utils import create_bidirectional_mask
 
-from ..audio import num_audio_tokens
-from ..chat import ASSISTANT, AUDIO, SYSTEM, TEXT, USER
+from ..audio import HOP_LENGTH, SAMPLE_RATE, TOKEN_STRIDE_MS, num_audio_tokens, token_stride
+from ..chat import AUDIO, SYSTEM, TEXT
+from .common import DTYPES, generate_padded, load_once, resolve_device, stop_ids
 from .embedded import is_embedded, resolve_embedded
-from .hf_text import _DTYPES, generation_args, resolve_device, trim_at_eos
-from .prompt import AudioPrompt, EncodedPrompt
-
-_ROLE_IDS = {"user": USER, "assistant": ASSISTANT, "system": SYSTEM}
-_LOADED: Dict[Tuple, "HFAudioModel"] = {}
+from .prompt import ROLE_IDS, AudioPrompt, EncodedPrompt, Segments, audio_labels, audio_part, normalise
 
 
 def load_audio_model(model: str, *, revision: Optional[str] = None, dtype: str = "float32",
                      device: Optional[str] = None) -> "HFAudioModel":
     """Load once per process (every job of a sweep in this process reuses it)."""
-    device = resolve_device(device)
-    key = (model, revision, dtype, device)
-    if key not in _LOADED:
-        _LOADED[key] = HFAudioModel(model, revision=revision, dtype=dtype, device=device)
-    return _LOADED[key]
+    return load_once(HFAudioModel, model, revision=revision, dtype=dtype, device=resolve_device(device))
 
 
 class HFAudioModel:
-    sampling_rate = 16000
-    audio_token_ms = 40  # one <|AUDIO|> per 640 samples (see mllm_shapx/audio.py)
+    sampling_rate = SAMPLE_RATE
+    audio_token_ms = TOKEN_STRIDE_MS  # 40: one <|AUDIO|> per 4 mel frames (see mllm_shapx/audio.py)
+    token_samples = token_stride(sampling_rate, audio_token_ms)  # 640
 
     def __init__(self, path: str, dtype: str = "float32", device: Optional[str] = None, *,
                  revision: Optional[str] = None):
-        self.name = str(path)
         self.device = resolve_device(device)
         path = resolve_embedded(path) if is_embedded(str(path)) else path
         self.processor = AutoProcessor.from_pretrained(path, revision=revision)
         self.tokenizer = self.processor.tokenizer
         self.feature_extractor = self.processor.feature_extractor
         self.model = Qwen2AudioForConditionalGeneration.from_pretrained(
-            path, revision=revision, dtype=_DTYPES[dtype]).to(self.device).eval()
+            path, revision=revision, dtype=DTYPES[dtype]).to(self.device).eval()
         if self.feature_extractor.sampling_rate != self.sampling_rate:
             raise ValueError(f"expected a 16 kHz feature extractor, got {self.feature_extractor.sampling_rate}")
+        if self.feature_extractor.hop_length != HOP_LENGTH:  # token_samples and segmentation assume it
+            raise ValueError(f"{path}: feature extractor hop_length {self.feature_extractor.hop_length}; the "
+                             f"{self.audio_token_ms} ms audio-token grid assumes {HOP_LENGTH}")
         self.audio_token = self.processor.audio_token
         self.audio_token_id = int(self.model.config.audio_token_id)
         if self.tokenizer.convert_tokens_to_ids(self.audio_token) != self.audio_token_id:
             raise ValueError("the tokenizer's audio token does not match the model's audio_token_id")
         self.chat_template = self.processor.chat_template or self.tokenizer.chat_template
-        # the tokenizer's eos and the model's generation-config eos (Qwen2-Audio-Instruct ends a turn
-        # with <|im_end|> while its tokenizer's eos is <|endoftext|>): stop at any of them
-        eos_ids = set()
-        for eos in (self.tokenizer.eos_token_id, self.model.generation_config.eos_token_id):
-            if eos is not None:
-                eos_ids.update(eos if isinstance(eos, list) else [eos])
-        if not eos_ids:
-            raise ValueError(f"{path}: neither the tokenizer nor the generation config names an eos token")
-        self.eos_ids = {int(e) for e in eos_ids}
-        pad = self.tokenizer.pad_token_id
-        self.pad_id = pad if pad is not None else min(self.eos_ids)
+        # Qwen2-Audio-Instruct ends a turn with <|im_end|> while its tokenizer's eos is <|endoftext|>
+        self.eos_ids, self.pad_id = stop_ids(self.tokenizer, self.tokenizer.eos_token_id,
+                                             self.model.generation_config.eos_token_id)
 
     # ------------------------------------------------------------------ encoding
     def num_audio_tokens(self, num_samples: int) -> int:
         fe = self.feature_extractor
         return num_audio_tokens(num_samples, hop_length=fe.hop_length, max_frames=fe.nb_max_frames)
 
-
     def encode(self, conversation: Sequence[Mapping[str, Any]]) -> AudioPrompt:
-        messages = _normalise(conversation)
+        messages = normalise(conversation)
         sentinel_msgs, texts = [], []
         for message in messages:
             parts = []
@@ -117,10 +104,10 @@ class HFAudioModel:
         pieces: List[str] = []
         spans: List[Tuple[int, int, int, int, int, int]] = []  # start, end, role, type, part, clip
         clips: List[np.ndarray] = []
-        clip_segments: List[Optional[List[Tuple[int, int]]]] = []
+        clip_segments: List[Segments] = []
         cursor, length, part_no, text_no = 0, 0, 0, 0
         for message in messages:
-            role = _ROLE_IDS[message["role"]]
+            role = ROLE_IDS[message["role"]]
             for part in message["content"]:
                 if part["type"] == "text":
                     needle, text = f"\x00{text_no}\x00", part["text"]
@@ -137,14 +124,13 @@ class HFAudioModel:
                     spans.append((length, length + len(text), role, TEXT, part_no, -1))
                     length += len(text)
                 else:
-                    clip = _as_clip(part["audio"])
+                    clip, segs = audio_part(part)
                     n_tok = self.num_audio_tokens(len(clip))
                     pieces.append(self.audio_token * n_tok)
                     spans.append((length, length + len(self.audio_token) * n_tok, role, AUDIO, part_no, len(clips)))
                     length += len(self.audio_token) * n_tok
                     clips.append(clip)
-                    segs = part.get("segments")
-                    clip_segments.append(None if segs is None else [(int(s), int(e)) for s, e in segs])
+                    clip_segments.append(segs)
                 cursor = found + len(needle)
                 part_no += 1
         pieces.append(rendered[cursor:])
@@ -168,19 +154,11 @@ class HFAudioModel:
             ctypes[inside] = ctype
             part_of[inside] = part_no
             clip_of[inside] = clip
-        audio_index = np.full(T, -1, np.int64)
-        segment = np.full(T, -1, np.int64)
-        stride = self.feature_extractor.hop_length * 4
         for c, clip in enumerate(clips):
-            where = np.flatnonzero(clip_of == c)
-            if len(where) != self.num_audio_tokens(len(clip)):
-                raise ValueError(f"clip {c}: {len(where)} audio tokens after tokenisation, expected "
-                                 f"{self.num_audio_tokens(len(clip))}")
-            audio_index[where] = np.arange(len(where))
-            if clip_segments[c] is not None:
-                centres = np.arange(len(where)) * stride + stride // 2
-                for s, (a, b) in enumerate(clip_segments[c]):
-                    segment[where[(centres >= a) & (centres < b)]] = s
+            found, expected = int(np.sum(clip_of == c)), self.num_audio_tokens(len(clip))
+            if found != expected:
+                raise ValueError(f"clip {c}: {found} audio tokens after tokenisation, expected {expected}")
+        audio_index, segment = audio_labels(clip_of, clip_segments, self.token_samples)
         if int(np.sum(ids == self.audio_token_id)) != int(np.sum(clip_of >= 0)):
             raise ValueError("a text part contains the audio placeholder token")
         return AudioPrompt(input_ids=ids, clips=clips, roles=roles, content_types=ctypes, part=part_of,
@@ -190,16 +168,29 @@ class HFAudioModel:
     def features(self, clips: Sequence[np.ndarray]) -> Dict[str, torch.Tensor]:
         """``input_features`` [C, mel, 3000] and ``feature_attention_mask`` [C, 3000], as the processor makes them.
 
-        Clips giving no audio token are skipped (the model would have no position to put them).
+        Clips giving no audio token are skipped (the model would have no position to put them). Equal
+        clips (a batch's coalitions often keep a clip whole) are extracted once: features are per clip.
         """
-        clips = [c for c in clips if self.num_audio_tokens(len(c)) > 0]
-        if not clips:
+        unique: Dict[Tuple[int, bytes], int] = {}
+        distinct: List[np.ndarray] = []
+        index: List[int] = []
+        for clip in clips:
+            if self.num_audio_tokens(len(clip)) == 0:
+                continue
+            clip = np.asarray(clip, dtype=np.float32)  # what the extractor casts to
+            key = (len(clip), clip.tobytes())
+            if key not in unique:
+                unique[key] = len(distinct)
+                distinct.append(clip)
+            index.append(unique[key])
+        if not distinct:
             return {}
         out = self.feature_extractor(
-            clips, sampling_rate=self.sampling_rate, padding="max_length", return_attention_mask=True,
+            distinct, sampling_rate=self.sampling_rate, padding="max_length", return_attention_mask=True,
             return_tensors="pt",
         )
-        return {"input_features": out["input_features"], "feature_attention_mask": out["attention_mask"]}
+        rows = torch.as_tensor(index)
+        return {"input_features": out["input_features"][rows], "feature_attention_mask": out["attention_mask"][rows]}
 
     # ------------------------------------------------------------------ generation
     def generate(self, conversations: Sequence[Any], *, max_new_tokens: int, temperature: float = 0.0,
@@ -209,29 +200,15 @@ class HFAudioModel:
         Generation stops at, and excludes, the end-of-turn token.
         """
         prompts = [c if isinstance(c, EncodedPrompt) else self.encode(c) for c in conversations]
-        if not prompts:
-            return []
-        width = max(len(p.input_ids) for p in prompts)
-        input_ids = torch.full((len(prompts), width), self.pad_id, dtype=torch.long)
-        attention = torch.zeros((len(prompts), width), dtype=torch.long)
-        all_clips: List[np.ndarray] = []
         for row, prompt in enumerate(prompts):
-            n = len(prompt.input_ids)
-            input_ids[row, width - n:] = torch.as_tensor(prompt.input_ids)
-            attention[row, width - n:] = 1
+            found = int(np.sum(prompt.input_ids == self.audio_token_id))
             expected = sum(self.num_audio_tokens(len(c)) for c in prompt.clips)
-            if int(np.sum(prompt.input_ids == self.audio_token_id)) != expected:
-                raise ValueError(f"row {row}: {int(np.sum(prompt.input_ids == self.audio_token_id))} audio "
-                                 f"tokens for clips worth {expected}")
-            all_clips.extend(prompt.clips)
-        input_ids, attention = input_ids.to(self.device), attention.to(self.device)
-        args = generation_args(pad_id=self.pad_id, eos_ids=self.eos_ids, device=self.device,
-                               n_rows=len(prompts), max_new_tokens=max_new_tokens, temperature=temperature,
-                               top_k=top_k, seeds=seeds)
-        with torch.inference_mode():
-            embeds = self.input_embeddings(input_ids, all_clips)
-            out = self.model.generate(input_ids=input_ids, inputs_embeds=embeds, attention_mask=attention, **args)
-        return [trim_at_eos(row, self.eos_ids) for row in out[:, width:].cpu().numpy()]
+            if found != expected:
+                raise ValueError(f"row {row}: {found} audio tokens for clips worth {expected}")
+        clips = [clip for prompt in prompts for clip in prompt.clips]
+        return generate_padded(self.model, [p.input_ids for p in prompts], pad_id=self.pad_id, eos_ids=self.eos_ids,
+                               device=self.device, max_new_tokens=max_new_tokens, temperature=temperature,
+                               top_k=top_k, seeds=seeds, embed=lambda ids: self.input_embeddings(ids, clips))
 
     def input_embeddings(self, input_ids: torch.Tensor, clips: Sequence[np.ndarray]) -> torch.Tensor:
         """The LM's input embeddings with each clip's encoding scattered into its ``<|AUDIO|>`` run.
@@ -263,29 +240,3 @@ class HFAudioModel:
         if int(slots.sum()) != audio.shape[0]:
             raise ValueError(f"{int(slots.sum())} <|AUDIO|> positions for {audio.shape[0]} audio encodings")
         return embeds.masked_scatter(slots.unsqueeze(-1), audio)
-
-
-def _normalise(conversation: Sequence[Mapping[str, Any]]) -> List[Dict[str, Any]]:
-    messages = []
-    for message in conversation:
-        role = message["role"]
-        if role not in _ROLE_IDS:
-            raise ValueError(f"unknown role {role!r}")
-        content = message["content"]
-        if isinstance(content, str):
-            content = [{"type": "text", "text": content}]
-        parts = []
-        for part in content:
-            kind = part.get("type", "audio" if "audio" in part else "text")
-            if kind not in ("text", "audio"):
-                raise ValueError(f"unknown content part type {kind!r}")
-            parts.append(dict(part, type=kind))
-        messages.append({"role": role, "content": parts})
-    return messages
-
-
-def _as_clip(audio: Any) -> np.ndarray:
-    clip = np.asarray(audio, dtype=np.float32)
-    if clip.ndim != 1:
-        raise ValueError(f"an audio clip must be mono 1-D 16 kHz samples, got shape {clip.shape}")
-    return clip

@@ -31,16 +31,15 @@ from __future__ import annotations
 
 import platform
 from pathlib import Path
-from typing import Any, Callable, Dict, List, Mapping, Optional, Sequence, Tuple
+from typing import Any, Callable, List, Mapping, Optional, Sequence, Tuple
 
 import numpy as np
 import torch
 
 from ..chat import AUDIO, SYSTEM, TEXT
 from . import ConnectorUnavailable
-from .hf_audio import _ROLE_IDS, _as_clip, _normalise
-from .hf_text import _DTYPES, resolve_device, trim_at_eos
-from .prompt import AudioPrompt, EncodedPrompt
+from .common import DTYPES, load_once, resolve_device, stop_ids, trim_at_eos
+from .prompt import ROLE_IDS, AudioPrompt, EncodedPrompt, Segments, audio_labels, audio_part, normalise
 
 SAMPLE_RATE = 16000
 HOP_LENGTH = 160  # window_stride 0.01 s at 16 kHz: one mel frame per 10 ms
@@ -61,7 +60,6 @@ MISSING_PACKAGE = (
     f"{platform.python_version()}): on Python 3.12+ run pip install 'mllm_shapx[liquid-audio]'; or use "
     f"connector=hf_audio (Qwen2-Audio) / connector=hf_audio_tiny"
 )
-_LOADED: Dict[Tuple, "LiquidAudioModel"] = {}
 
 
 class LiquidAudioUnavailable(ConnectorUnavailable):
@@ -86,7 +84,7 @@ def layout(tokenizer, conversation: Sequence[Mapping[str, Any]],
     ids: List[int] = []
     labels: List[Tuple[int, int, int, int]] = []  # role, content type, part, clip
     clips: List[np.ndarray] = []
-    clip_segments: List[Optional[List[Tuple[int, int]]]] = []
+    clip_segments: List[Segments] = []
 
     def put(token_ids, role=SYSTEM, ctype=TEXT, part=-1, clip=-1):
         ids.extend(int(t) for t in token_ids)
@@ -97,18 +95,17 @@ def layout(tokenizer, conversation: Sequence[Mapping[str, Any]],
 
     put(encode(START))
     part_no = 0
-    for message in _normalise(conversation):
+    for message in normalise(conversation):
         put(encode(f"{IM_START}{message['role']}\n"))
-        role = _ROLE_IDS[message["role"]]
+        role = ROLE_IDS[message["role"]]
         for part in message["content"]:
             if part["type"] == "text":
                 put(encode(part["text"]), role, TEXT, part_no)
             else:
-                clip = _as_clip(part["audio"])
+                clip, segs = audio_part(part)
                 put([AUDIO_IN] * clip_tokens(len(clip)), role, AUDIO, part_no, len(clips))
                 clips.append(clip)
-                segs = part.get("segments")
-                clip_segments.append(None if segs is None else [(int(s), int(e)) for s, e in segs])
+                clip_segments.append(segs)
             part_no += 1
         put(encode(f"{IM_END}\n"))
     put(encode(f"{IM_START}assistant\n"))
@@ -117,14 +114,7 @@ def layout(tokenizer, conversation: Sequence[Mapping[str, Any]],
     roles, ctypes, part_of, clip_of = np.asarray(labels, dtype=np.int64).reshape(-1, 4).T
     if np.any(input_ids[ctypes == TEXT] < 0):
         raise ValueError("the tokenizer produced a negative token id")
-    audio_index = np.full(len(ids), -1, np.int64)
-    segment = np.full(len(ids), -1, np.int64)
-    for c, segs in enumerate(clip_segments):
-        where = np.flatnonzero(clip_of == c)
-        audio_index[where] = np.arange(len(where))
-        centres = np.arange(len(where)) * TOKEN_SAMPLES + TOKEN_SAMPLES // 2
-        for s, (a, b) in enumerate(segs or []):
-            segment[where[(centres >= a) & (centres < b)]] = s
+    audio_index, segment = audio_labels(clip_of, clip_segments, TOKEN_SAMPLES)
     return AudioPrompt(input_ids=input_ids, clips=clips, roles=roles, content_types=ctypes, part=part_of,
                        clip=clip_of, audio_index=audio_index, segment=segment, clip_segments=clip_segments,
                        audio_token_id=AUDIO_IN, clip_tokens=clip_tokens)
@@ -185,11 +175,7 @@ def load_liquid_audio_model(model: str, *, revision: Optional[str] = None, dtype
                             device: Optional[str] = None) -> "LiquidAudioModel":
     """Load once per process (every job of a sweep in this process reuses it)."""
     _import_package()  # fail with the one-line reason before anything else
-    device = resolve_device(device)
-    key = (model, revision, dtype, device)
-    if key not in _LOADED:
-        _LOADED[key] = LiquidAudioModel(model, revision=revision, dtype=dtype, device=device)
-    return _LOADED[key]
+    return load_once(LiquidAudioModel, model, revision=revision, dtype=dtype, device=resolve_device(device))
 
 
 def _import_package():
@@ -219,6 +205,7 @@ def _snapshot(model: str, revision: Optional[str]) -> Path:
 class LiquidAudioModel:
     sampling_rate = SAMPLE_RATE
     audio_token_ms = 1000 * TOKEN_SAMPLES // SAMPLE_RATE  # 80
+    token_samples = TOKEN_SAMPLES
     audio_token_id = AUDIO_IN
     output_sampling_rate = 24000
     # speech-out sampling of the package's README (greedy codes give degenerate speech); seeded per prompt
@@ -227,10 +214,9 @@ class LiquidAudioModel:
     def __init__(self, model: str, *, revision: Optional[str] = None, dtype: str = "bfloat16",
                  device: Optional[str] = None):
         la = _import_package()
-        self.name = str(model)
         self.device = resolve_device(device)
         path = _snapshot(model, revision)
-        self.dtype = torch.bfloat16 if dtype == "auto" else _DTYPES[dtype]
+        self.dtype = torch.bfloat16 if dtype == "auto" else DTYPES[dtype]
         self.processor = la.LFM2AudioProcessor.from_pretrained(path, device=self.device).eval()
         self.model = la.LFM2AudioModel.from_pretrained(path, dtype=self.dtype, device=self.device).eval()
         self._chat_state = la.ChatState
@@ -245,10 +231,8 @@ class LiquidAudioModel:
             raise ValueError("liquid_audio.LFMModality.TEXT changed value")
         # end of turn, end of text (interleaved) and start of speech (sequential) end the text answer
         markers = [self.tokenizer.convert_tokens_to_ids(t) for t in (IM_END, "<|text_end|>", "<|audio_start|>")]
-        self.eos_ids = {int(t) for t in markers + [self.tokenizer.eos_token_id]
-                        if t is not None and t != self.tokenizer.unk_token_id}
-        pad = self.tokenizer.pad_token_id
-        self.pad_id = pad if pad is not None else min(self.eos_ids)
+        self.eos_ids, self.pad_id = stop_ids(self.tokenizer, *[t for t in markers + [self.tokenizer.eos_token_id]
+                                                               if t != self.tokenizer.unk_token_id])
         self.text_model = self.model.lfm  # the LFM2 backbone: CONTEXTUAL/STATIC similarities read it
 
     def num_audio_tokens(self, num_samples: int) -> int:
@@ -256,7 +240,6 @@ class LiquidAudioModel:
 
     def encode(self, conversation: Sequence[Mapping[str, Any]]) -> AudioPrompt:
         return layout(self.tokenizer, conversation, self.num_audio_tokens)
-
 
     def generate(self, prompts: Sequence[Any], *, max_new_tokens: int, temperature: float = 0.0,
                  top_k: Optional[int] = None, seeds: Optional[Sequence[int]] = None, return_audio: bool = False):

@@ -5,17 +5,67 @@ clip's run of audio placeholders expanded to the number of positions the model g
 label per position. Masking (:meth:`AudioPrompt.masked`) removes text positions and cuts unkept
 segments out of the clips' waveforms; the placeholder run of each clip is resized to the masked
 clip, so the model sees exactly the audio that was kept.
+
+The conversation helpers (:func:`normalise`, :func:`audio_part`, :func:`audio_labels`) are here so that
+every connector reads a conversation, and labels its audio positions, the same way.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Callable, List, Mapping, Optional, Sequence, Tuple
+from typing import Any, Callable, Dict, List, Mapping, Optional, Sequence, Tuple
 
 import numpy as np
 
-from ..audio import num_audio_tokens, remove_segments
-from ..chat import AUDIO
+from ..audio import remove_segments
+from ..chat import ASSISTANT, AUDIO, SYSTEM, USER
+
+ROLE_IDS = {"user": USER, "assistant": ASSISTANT, "system": SYSTEM}
+Segments = Optional[List[Tuple[int, int]]]
+
+
+def normalise(conversation: Sequence[Mapping[str, Any]]) -> List[Dict[str, Any]]:
+    """Messages with a known role and a list of typed parts (a string content is one text part)."""
+    messages = []
+    for message in conversation:
+        role = message["role"]
+        if role not in ROLE_IDS:
+            raise ValueError(f"unknown role {role!r}")
+        content = message["content"]
+        if isinstance(content, str):
+            content = [{"type": "text", "text": content}]
+        parts = []
+        for part in content:
+            kind = part.get("type", "audio" if "audio" in part else "text")
+            if kind not in ("text", "audio"):
+                raise ValueError(f"unknown content part type {kind!r}")
+            parts.append(dict(part, type=kind))
+        messages.append({"role": role, "content": parts})
+    return messages
+
+
+def audio_part(part: Mapping[str, Any]) -> Tuple[np.ndarray, Segments]:
+    """An audio part's clip (mono float32) and its segments as int pairs (None when not given)."""
+    clip = np.asarray(part["audio"], dtype=np.float32)
+    if clip.ndim != 1:
+        raise ValueError(f"an audio clip must be mono 1-D 16 kHz samples, got shape {clip.shape}")
+    segs = part.get("segments")
+    return clip, None if segs is None else [(int(s), int(e)) for s, e in segs]
+
+
+def audio_labels(clip_of: np.ndarray, clip_segments: Sequence[Segments],
+                 token_samples: int) -> Tuple[np.ndarray, np.ndarray]:
+    """``(audio_index, segment)`` per position: index k of a clip's position (samples
+    ``[k, k + 1) * token_samples``) and the segment holding its centre sample (-1: none, or not audio)."""
+    audio_index = np.full(len(clip_of), -1, np.int64)
+    segment = np.full(len(clip_of), -1, np.int64)
+    for c, segs in enumerate(clip_segments):
+        where = np.flatnonzero(clip_of == c)
+        audio_index[where] = np.arange(len(where))
+        centres = np.arange(len(where)) * token_samples + token_samples // 2
+        for s, (a, b) in enumerate(segs or []):
+            segment[where[(centres >= a) & (centres < b)]] = s
+    return audio_index, segment
 
 
 @dataclass
@@ -39,7 +89,7 @@ class AudioPrompt(EncodedPrompt):
     ``part``: the content part (numbered over the whole conversation, in order) the token comes from.
     ``clip``: for AUDIO tokens, the clip (numbered from 0 in order of appearance).
     ``audio_index``: for AUDIO tokens, the token's index k inside its clip (covers samples
-    [640 k, 640 (k + 1))).
+    ``[k, k + 1) * token_samples`` of the connector: 640 for Qwen2-Audio, 1280 for LFM2-Audio).
     ``segment``: for AUDIO tokens of a clip given with ``segments``, the segment containing the
     token's centre sample (-1 when it lies in a gap between segments).
     """
@@ -50,10 +100,10 @@ class AudioPrompt(EncodedPrompt):
     clip: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))
     audio_index: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))
     segment: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))
-    clip_segments: List[Optional[List[Tuple[int, int]]]] = field(default_factory=list)
+    clip_segments: List[Segments] = field(default_factory=list)
     audio_token_id: int = -1
-    # positions a clip of N samples takes in the prompt (the connector's encoder geometry)
-    clip_tokens: Callable[[int], int] = num_audio_tokens
+    # positions a clip of N samples takes in the prompt: the connector's encoder geometry, which it sets
+    clip_tokens: Optional[Callable[[int], int]] = None
 
     @property
     def clip_num_tokens(self) -> List[int]:
@@ -67,6 +117,8 @@ class AudioPrompt(EncodedPrompt):
         ``<|AUDIO|>`` run is replaced by one of the masked clip's length. ``drop_positions`` are
         positions of this prompt to remove (text players; audio positions are not allowed).
         """
+        if self.clip_tokens is None:
+            raise ValueError("AudioPrompt.clip_tokens is unset: the connector that encodes a prompt must set it")
         keep_pos = np.ones(len(self.input_ids), dtype=bool)
         if drop_positions is not None and len(drop_positions):
             drop = np.asarray(drop_positions, dtype=np.int64)
