@@ -17,7 +17,7 @@ from typing import Any, Callable, List, Optional, Sequence, Tuple
 
 import numpy as np
 
-from .tokens import is_explainable
+from .tokens import explainable_positions
 
 USER, ASSISTANT, SYSTEM = 0, 1, 2
 TEXT, AUDIO = 0, 1
@@ -79,14 +79,11 @@ def build_chat(tokenizer, texts: Sequence[str], system_prompt: Optional[str] = N
     in_user = np.zeros(len(ids), dtype=bool)
     for message, (start, end) in zip(messages, spans):
         if message["role"] == "user":
-            in_user |= (offsets[:, 0] >= start) & (offsets[:, 1] <= end) & (offsets[:, 1] > offsets[:, 0])
+            in_user |= tokens_in_span(offsets, start, end)
 
     roles = np.where(in_user, USER, SYSTEM).astype(np.int64)
-    user_positions = np.flatnonzero(in_user)
-    players = np.asarray(
-        [p for p in user_positions if is_explainable(tokenizer.decode([int(ids[p])]), token_filter)],
-        dtype=np.int64,
-    )
+    players = np.asarray(explainable_positions(tokenizer, ids, np.flatnonzero(in_user), token_filter),
+                         dtype=np.int64)
     return Chat(
         input_ids=ids,
         roles=roles,
@@ -95,6 +92,11 @@ def build_chat(tokenizer, texts: Sequence[str], system_prompt: Optional[str] = N
         players=players,
         texts=list(texts),
     )
+
+
+def tokens_in_span(offsets: np.ndarray, start: int, end: int) -> np.ndarray:
+    """[T] bool: tokens (character ``offsets`` [T, 2]) lying inside ``[start, end)`` of the rendered text."""
+    return (offsets[:, 0] >= start) & (offsets[:, 1] <= end) & (offsets[:, 1] > offsets[:, 0])
 
 
 _PLACEHOLDER = "MLLMSHAPXTURN{}X"
@@ -184,10 +186,9 @@ def build_audio_chat(model, turns: Sequence[Turn], system_prompt: Optional[str],
         messages.append({"role": "user", "content": [part]})
     prompt = model.encode(messages)
     tokenizer = model.tokenizer
-    players = []  # (position, clip, segment); clip = segment = -1 for a text token
-    for p in np.flatnonzero((prompt.roles == USER) & (prompt.content_types == TEXT)):
-        if is_explainable(tokenizer.decode([int(prompt.input_ids[p])]), token_filter):
-            players.append((int(p), -1, -1))
+    user_text = np.flatnonzero((prompt.roles == USER) & (prompt.content_types == TEXT))
+    # (position, clip, segment); clip = segment = -1 for a text token
+    players = [(int(p), -1, -1) for p in explainable_positions(tokenizer, prompt.input_ids, user_text, token_filter)]
     for c, segments in enumerate(prompt.clip_segments):
         for s in range(len(segments or [])):
             where = np.flatnonzero((prompt.clip == c) & (prompt.segment == s))

@@ -21,3 +21,8 @@ def is_explainable(text: str, token_filter: str = "exclude_punctuation") -> bool
     if token_filter == "exclude_punctuation":
         return not is_punctuation_or_space(text)
     raise ValueError(f"unknown token_filter {token_filter!r}; known: {', '.join(TOKEN_FILTERS)}")
+
+
+def explainable_positions(tokenizer, ids, positions, token_filter: str = "exclude_punctuation") -> list:
+    """The positions whose token, decoded on its own, passes the filter: the one definition of a text player."""
+    return [p for p in positions if is_explainable(tokenizer.decode([int(ids[p])]), token_filter)]

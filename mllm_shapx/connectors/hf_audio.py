@@ -40,7 +40,7 @@ from transformers import AutoProcessor, Qwen2AudioForConditionalGeneration
 from transformers.masking_utils import create_bidirectional_mask
 
 from ..audio import HOP_LENGTH, SAMPLE_RATE, TOKEN_STRIDE_MS, num_audio_tokens, token_stride
-from ..chat import AUDIO, SYSTEM, TEXT
+from ..chat import AUDIO, SYSTEM, TEXT, tokens_in_span
 from .common import DTYPES, generate_padded, load_once, resolve_device, stop_ids
 from .embedded import is_embedded, resolve_embedded
 from .prompt import ROLE_IDS, AudioPrompt, EncodedPrompt, Segments, audio_labels, audio_part, normalise
@@ -147,7 +147,7 @@ class HFAudioModel:
         part_of = np.full(T, -1, np.int64)
         clip_of = np.full(T, -1, np.int64)
         for start, end, role, ctype, part_no, clip in spans:
-            inside = (offsets[:, 0] >= start) & (offsets[:, 1] <= end) & (offsets[:, 1] > offsets[:, 0])
+            inside = tokens_in_span(offsets, start, end)
             if ctype == AUDIO:
                 inside &= ids == self.audio_token_id
             roles[inside] = role
