@@ -48,9 +48,9 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent / "tests"))
 from games import additive, airport, glove, random_unanimity, weighted_voting  # noqa: E402
 
-from mllm_shapx.estimators import estimate  # noqa: E402
+from mllm_shapx.estimators import BUDGET_FREE, ESTIMATORS, estimate  # noqa: E402
 
-OURS = ("limited_mc", "standard_mc", "limited_cc", "standard_cc", "limited_neyman", "standard_neyman")
+OURS = tuple(method for method in ESTIMATORS if method not in BUDGET_FREE)  # the sampling estimators
 SHAPIQ = ("PermutationSamplingSV", "KernelSHAP", "SVARM")
 GAMES = ("additive", "unanimity", "voting", "airport", "glove", "llm")
 BUDGETS = (64, 128, 256, 512, 1024, 2048, 4096)

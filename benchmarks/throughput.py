@@ -24,14 +24,13 @@ from hydra import compose, initialize_config_dir
 
 import mllm_shapx.app  # noqa: F401  (registers the schema and resolvers)
 from mllm_shapx.artifacts import read_json
+from mllm_shapx.config import CONF_DIR
 from mllm_shapx.connectors.hf_text import load_text_model
 from mllm_shapx.data import get_row, load_split, select_rows
 from mllm_shapx.explain import chat_for
 from mllm_shapx.game import ChatGame
 from mllm_shapx.run import run
 from mllm_shapx.similarity import make_scorer
-
-CONF_DIR = Path(__file__).resolve().parent.parent / "conf"
 
 
 def compose_cfg(*overrides):

@@ -8,13 +8,17 @@ data is loaded.
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass, field
 from enum import Enum
+from pathlib import Path
 from typing import Any, List, Optional
 
 from hydra.core.config_store import ConfigStore
 from omegaconf import MISSING, DictConfig, OmegaConf
+
+from .data import is_pinned_revision
+
+CONF_DIR = Path(__file__).resolve().parent.parent / "conf"  # the app's Hydra config tree (a checkout's conf/)
 
 
 class ExplainerType(str, Enum):
@@ -297,25 +301,43 @@ class ConfigError(ValueError):
         return type(self), (self.problems,)
 
 
-_SHA = re.compile(r"^[0-9a-f]{40}$")
 _BUDGET_KEYS = ("num_samples", "fraction", "linear")
+MIN_GROUPS = 2  # hierarchical: the fewest groups per level (shap.k)
+
+
+# The value ranges of the budgets, shared with the legacy-JSON importer (each side words its own message).
+def is_budget_count(num_samples: int) -> bool:
+    """A coalition count: positive, or -1 (the minimal budget: empty + leave-one-outs)."""
+    return num_samples == -1 or num_samples > 0
+
+
+def is_unit_fraction(value: float) -> bool:
+    """In (0, 1]: a budget fraction, or hierarchical's importance_min_fraction."""
+    return 0 < value <= 1
+
+
+def is_linear(value: float) -> bool:
+    """In (0, 10]: a linear budget (coalitions per player)."""
+    return 0 < value <= 10
 
 
 def _budget_range_problems(prefix: str, num_samples, fraction, linear=None) -> List[str]:
     problems = []
-    if num_samples is not None and (num_samples == 0 or num_samples < -1):
+    if num_samples is not None and not is_budget_count(num_samples):
         problems.append(f"{prefix}num_samples: {num_samples} is not a positive count or -1 (minimal)")
-    if fraction is not None and not 0 < fraction <= 1:
+    if fraction is not None and not is_unit_fraction(fraction):
         problems.append(f"{prefix}fraction: {fraction} is outside (0, 1]")
-    if linear is not None and not 0 < linear <= 10:
+    if linear is not None and not is_linear(linear):
         problems.append(f"{prefix}linear: {linear} is outside (0, 10]")
     return problems
 
 
 def _budget_problems(shap: DictConfig) -> List[str]:
+    from .estimators import BUDGET_FREE
+
     given = [k for k in _BUDGET_KEYS if shap[k] is not None]
     kind = shap.explainer_type.value
-    if kind in ("exact", "hierarchical"):
+    if kind in BUDGET_FREE:
         return [f"shap.{k}: not used by shap={kind}; remove it" for k in given]
     problems = []
     if len(given) != 1:
@@ -328,7 +350,7 @@ def _budget_problems(shap: DictConfig) -> List[str]:
 
 def _hierarchical_problems(shap: DictConfig) -> List[str]:
     problems = []
-    if shap.k is None or shap.k < 2:
+    if shap.k is None or shap.k < MIN_GROUPS:
         problems.append(f"shap.k: hierarchical needs k >= 2 groups per level (got {shap.k})")
     for layer, kind in (("shap", shap.shap_type), ("first_layer", shap.first_layer_type)):
         if layer == "shap" and kind is None:
@@ -341,14 +363,14 @@ def _hierarchical_problems(shap: DictConfig) -> List[str]:
             problems.append(f"shap.{layer}_num_samples: set either it or shap.{layer}_fraction, not both")
         problems += _budget_range_problems(f"shap.{layer}_", ns, frac)
     imp = shap.importance_min_fraction
-    if imp is None or not 0 < imp <= 1:
+    if imp is None or not is_unit_fraction(imp):
         problems.append(f"shap.importance_min_fraction: {imp} is outside (0, 1]")
     return problems
 
 
 def check_config(cfg: DictConfig) -> List[str]:
     """Problems a type cannot catch, one message per problem, each naming its key."""
-    from .estimators import ESTIMATORS
+    from .estimators import BANZHAF_METHODS
 
     missing = sorted(OmegaConf.missing_keys(cfg))
     problems = [f"{key}: mandatory value is missing (???)" for key in missing if not key.startswith("hydra.")]
@@ -356,12 +378,10 @@ def check_config(cfg: DictConfig) -> List[str]:
         return problems
     shap = cfg.shap
     kind = shap.explainer_type.value
-    if kind not in ESTIMATORS:
-        problems.append(f"shap.explainer_type: {kind} is not available yet (available: {', '.join(ESTIMATORS)})")
     problems += _budget_problems(shap)
     if kind == "hierarchical":
         problems += _hierarchical_problems(shap)
-    if shap.estimand.value == "banzhaf" and kind not in ("exact", "limited_mc", "standard_mc"):
+    if shap.estimand.value == "banzhaf" and kind not in BANZHAF_METHODS:
         problems.append(f"shap.estimand: banzhaf is offered only for exact and the MC explainers, not {kind}")
     problems += _dataset_problems(cfg.dataset)
     problems += _selection_problems(cfg.selection)
@@ -409,7 +429,7 @@ def _dataset_problems(ds: DictConfig) -> List[str]:
         return ["dataset.path: no data source; set dataset.path=<file.parquet|file.csv|folder> "
                 "or dataset.repo_id + dataset.subset + a pinned dataset.revision"]
     problems = [f"dataset.{key}: required when dataset.path is not set" for key in ("repo_id", "subset") if ds[key] is None]
-    if ds.revision is None or not _SHA.match(ds.revision):
+    if not is_pinned_revision(ds.revision):
         if not ds.allow_unpinned:
             problems.append(
                 f"dataset.revision: {ds.revision!r} is not a 40-hex commit id; pin the dataset "

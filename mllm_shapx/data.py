@@ -26,6 +26,7 @@ logger = logging.getLogger(__name__)
 
 BUNDLED_PREFIX = "bundled:"
 BUNDLED_ROOT = Path(__file__).resolve().parent / "bundled"
+# The Hub dataset's subsets (Pawlo77/mllm-shap), each with a bundled offline shard and a conf/dataset option.
 BUNDLED_SUBSETS = ("single_sentence", "multi_sentence", "multi_lingual")
 
 TEXT_COLUMNS = ("prompt", "sentences")

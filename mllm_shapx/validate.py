@@ -10,7 +10,6 @@ line (exit 2). Loads no model.
 from __future__ import annotations
 
 import sys
-from pathlib import Path
 from typing import List, Sequence
 
 from hydra import compose, initialize_config_dir
@@ -18,9 +17,7 @@ from hydra.errors import HydraException
 from omegaconf.errors import OmegaConfBaseException
 
 from . import app  # noqa: F401  (registers the schema and the run-slug resolver)
-from .config import check_config
-
-CONF_DIR = Path(__file__).resolve().parent.parent / "conf"
+from .config import CONF_DIR, check_config
 
 
 def problems_of(overrides: Sequence[str], check_dataset: bool = False) -> List[str]:

@@ -78,13 +78,13 @@ REPO_ROOT = Path(__file__).resolve().parent.parent
 if str(REPO_ROOT) not in sys.path:
     sys.path.insert(0, str(REPO_ROOT))
 
-from mllm_shapx.data import count_explainable_tokens  # noqa: E402
+from mllm_shapx.data import AUDIO_COLUMNS, BUNDLED_SUBSETS, count_explainable_tokens  # noqa: E402
 
 TOKENIZER_MODEL = "embedded:SmolLM2-135M-Instruct"
 TOKEN_FILTER = "exclude_punctuation"
 SPLIT = "test"
 DEFAULT_OUT = REPO_ROOT / "mllm_shapx" / "bundled"
-SUBSETS = ("single_sentence", "multi_sentence", "multi_lingual")
+SUBSETS = BUNDLED_SUBSETS
 
 # --------------------------------------------------------------------------------------------------
 # Texts. Row order = order below. English prompts of varied topics and lengths (about 5-25
@@ -386,7 +386,6 @@ TEXT_SCHEMAS = {
 }
 # Arrow types of the audio columns: WAV bytes per row, a list of them (one per sentence) for
 # multi_sentence; null for rows without audio.
-AUDIO_COLUMNS = ("audio__original", "audio__male", "audio__female")
 AUDIO_TYPES = {
     "single_sentence": pa.binary(),
     "multi_sentence": pa.list_(pa.binary()),

@@ -14,10 +14,18 @@ grid keeps those points so that its runs line up with the original's.)
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 
+REPO_ROOT = Path(__file__).resolve().parent.parent
+if str(REPO_ROOT) not in sys.path:
+    sys.path.insert(0, str(REPO_ROOT))
+
+from mllm_shapx.config import Reducer  # noqa: E402
+
 MODES = {"contextual": "CONTEXTUAL", "static": "STATIC", "external": "CONTEXTUAL"}
-REDUCERS = ("mean", "max", "min", "sum", "first", "zero")
+# name in the preset's name -> reducer: mean -> MeanReducer, ... (every reducer, in the schema's order)
+REDUCERS = {member.value.removesuffix("Reducer").lower(): member.value for member in Reducer}
 SIMILARITIES = {"cosine": "CosineSimilarity", "tfidf": "TfIdfCosineSimilarity", "euclidean": "EuclideanSimilarity"}
 EXTERNAL_MODEL = "embedded:all-MiniLM-L6-v2"  # offline stand-in for the original's intfloat/e5-small-v2
 
@@ -65,12 +73,12 @@ def write_grid(out_dir: Path) -> list[Path]:
     out_dir.mkdir(parents=True, exist_ok=True)
     written = []
     for mode_key, mode in MODES.items():
-        for reducer in REDUCERS:
+        for reducer_key, reducer in REDUCERS.items():
             for sim_key, similarity in SIMILARITIES.items():
-                name = f"{mode_key}_{reducer}_{sim_key}"
+                name = f"{mode_key}_{reducer_key}_{sim_key}"
                 text = TEMPLATE.format(
                     name=name, mode_label="external model" if mode_key == "external" else mode, mode=mode,
-                    reducer=f"{reducer.capitalize()}Reducer", similarity=similarity,
+                    reducer=reducer, similarity=similarity,
                     model_id=EXTERNAL_MODEL if mode_key == "external" else "null",
                 )
                 path = out_dir / f"package_grid_{name}.yaml"
@@ -80,5 +88,5 @@ def write_grid(out_dir: Path) -> list[Path]:
 
 
 if __name__ == "__main__":
-    target = Path(__file__).resolve().parent.parent / "conf" / "experiment"
+    target = REPO_ROOT / "conf" / "experiment"
     print(f"wrote {len(write_grid(target))} presets to {target}")

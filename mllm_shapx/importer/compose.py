@@ -2,11 +2,10 @@
 
 from __future__ import annotations
 
-import itertools
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Dict, List, Optional, Sequence
+from typing import Dict, List, Optional, Sequence
 
 from .legacy import Imported, _print_warnings
 from .original import CONF_DIR
@@ -17,7 +16,6 @@ from .writer import _fmt, write
 @dataclass
 class PlannedRun:
     variant: Variant
-    shap: Dict[str, Any]  # the run's full shap values, as planned from the JSON
     overrides: List[str]  # as on the app's command line, after +experiment=<name>
     run_dir: str = ""
     composed_dir: Optional[str] = None  # what the app composes for it (None: it does not compose)
@@ -28,39 +26,34 @@ def planned_runs(imp: Imported) -> List[PlannedRun]:
     """Every run the printed commands start, in their order (= the original expander's order)."""
     from ..naming import run_slug
 
-    out = []
-    for variant in imp.variants:
-        for sweep in variant.commands:
-            keys = [key for key, _ in sweep]
-            swept = {key for key, _ in variant.swept(sweep)}
-            for combo in itertools.product(*(values for _, values in sweep)):
-                shap = {**variant.shap, "explainer_type": variant.explainer, **dict(zip(keys, combo))}
-                overrides = [f"shap.{k}={_fmt(v)}" for k, v in zip(keys, combo) if k in swept]
-                run = PlannedRun(variant, shap, overrides, f"{imp.output_root}/{imp.set_id}/{run_slug(shap)}")
-                out.append(run)
-    return out
+    return [PlannedRun(variant, [f"shap.{key}={_fmt(value)}" for key, value in swept.items()],
+                       f"{imp.output_root}/{imp.set_id}/{run_slug(shap)}")
+            for variant in imp.variants for shap, swept in variant.expand()]
 
 
 def compose_runs(imp: Imported, search_dir: Path) -> List[PlannedRun]:
     """Compose each planned run from ``search_dir/experiment`` as the app would; record dir and problems."""
     from hydra import compose, initialize_config_dir
     from hydra.errors import HydraException
+    from omegaconf import open_dict
     from omegaconf.errors import OmegaConfBaseException
 
     from .. import app  # noqa: F401  (registers the schema and the run-slug resolver)
     from ..config import check_config
-    from ..naming import run_slug
 
     runs = planned_runs(imp)
     with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
         for run in runs:
             overrides = [f"+experiment={run.variant.stem}", f"hydra.searchpath=[file://{search_dir}]", *run.overrides]
             try:
-                cfg = compose(config_name="config", overrides=overrides)
+                cfg = compose(config_name="config", overrides=overrides, return_hydra_config=True)
             except (HydraException, OmegaConfBaseException) as error:
                 run.problems = [" ".join(str(error).strip().splitlines()[0].split())]
                 continue
-            run.composed_dir = f"{cfg.output_root}/{cfg.experiment_set_id}/{run_slug(cfg.shap)}"
+            sweep = cfg.hydra.sweep  # the commands are --multirun: the job runs in sweep.dir/sweep.subdir
+            run.composed_dir = f"{sweep.dir}/{sweep.subdir}"
+            with open_dict(cfg):
+                del cfg["hydra"]  # the app's cfg has none (and hydra.runtime.* are unset outside a launch)
             run.problems = check_config(cfg)
             if run.composed_dir != run.run_dir:  # cannot happen unless the presets and the plan disagree
                 run.problems.append(f"composes to {run.composed_dir}, planned {run.run_dir}")

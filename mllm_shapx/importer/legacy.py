@@ -14,9 +14,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Dict, List, Sequence, Tuple
 
-from ..config import (InputModality, Mode, Normalizer, OutputModality, Reducer, SegmentationMethod, Similarity,
-                      TokenFilter, WandbMode)
-from .original import HUB_SUBSETS, ORIGINAL, SHA
+from ..config import (Device, InputModality, Mode, Normalizer, OutputModality, Reducer, SegmentationMethod,
+                      Similarity, TokenFilter, WandbMode)
+from ..data import BUNDLED_SUBSETS, is_pinned_revision
+from .original import ORIGINAL
 from .reader import (_ABSENT, _BAD, Report, _ignored, _json_type, _non_negative, _not_empty, _positive, _Reader,
                      _set, _values)
 from .variants import Variant, _variants
@@ -117,7 +118,7 @@ def _convert(raw: Dict[str, Any], imp: Imported) -> None:
 
 
 def _device(device: Any, report: Report) -> Any:
-    if device is None or device is _BAD or device in ("cpu", "cuda"):
+    if device is None or device is _BAD or device in _values(Device):
         return device
     if re.fullmatch(r"cuda:\d+", device):
         report.warn("device", f"{device!r}: this app takes cpu|cuda|null; imported as cuda — choose the GPU "
@@ -144,20 +145,18 @@ def _dataset(read: _Reader, raw: Dict, report: Report) -> Tuple[Dict[str, Any], 
     revision = read.get(ds, "revision", "dataset", "str", ORIGINAL["dataset"]["revision"], nullable=True)
     out["revision"] = revision
     for key in ("use_parquet", "trust_remote_code"):
-        value = read.get(ds, key, "dataset", "bool")
-        if value is not _ABSENT:
-            out[key] = value
+        read.get_into(out, ds, key, "dataset", "bool")
     path = read.get(ds, "path", "dataset", "str", None, nullable=True)
     out["path"] = path
     if isinstance(revision, str) or revision is None:
-        if path is None and not (revision and SHA.match(revision)):
+        if path is None and not is_pinned_revision(revision):
             out["allow_unpinned"] = True
             report.warn("dataset.revision", f"{revision!r} is not a 40-hex commit: imported with "
                                             "dataset.allow_unpinned=true, as the original ran it; pin it for "
                                             "reproducible runs")
     if path is not None:
         return out, "local"
-    option = out["subset"] if out["subset"] in HUB_SUBSETS else "single_sentence"
+    option = out["subset"] if out["subset"] in BUNDLED_SUBSETS else "single_sentence"  # conf/dataset/<subset>.yaml
     return out, option
 
 
@@ -184,9 +183,7 @@ def _selection(read: _Reader, raw: Dict) -> Dict[str, Any]:
         out["balanced_token_counts"] = counts
     for key, kind, options in (("samples_per_token_count", "int", {"nullable": True, "check": _positive}),
                                ("allow_partial_token_count_buckets", "bool", {})):
-        value = read.get(sel, key, "selection", kind, **options)
-        if value is not _ABSENT:
-            out[key] = value
+        read.get_into(out, sel, key, "selection", kind, **options)
     return out
 
 
@@ -201,9 +198,7 @@ def _generation(read: _Reader, raw: Dict) -> Dict[str, Any]:
         "text_temperature": read.get(gen, "text_temperature", "generation", "float", d["text_temperature"],
                                      check=_non_negative),
     }
-    top_k = read.get(gen, "text_top_k", "generation", "int", nullable=True, check=_positive)
-    if top_k is not _ABSENT:
-        out["text_top_k"] = top_k
+    read.get_into(out, gen, "text_top_k", "generation", "int", nullable=True, check=_positive)
     return out
 
 
@@ -237,9 +232,7 @@ def _connector(read: _Reader, raw: Dict, connector: Any, report: Report) -> Tupl
         "assistant_prefill": _ignored("answer prefills are not supported by this app", lambda v: v is not None),
     })
     out: Dict[str, Any] = {}
-    prompt = read.get(chat, "system_prompt", "chat", "str", nullable=True)
-    if prompt is not _ABSENT:
-        out["system_prompt"] = prompt
+    read.get_into(out, chat, "system_prompt", "chat", "str", nullable=True)
     if connector == "hf_text":
         report.warn("connector", "hf_text names no model in the JSON (the original used its library's built-in "
                                  "default); imported as this app's embedded default, connector=smollm2 "
@@ -263,9 +256,7 @@ def _embedding(read: _Reader, raw: Dict) -> Dict[str, Any]:
     for key, kind, options in (("model_id", "str", {"nullable": True}), ("revision", "str", {"nullable": True}),
                                ("max_length", "int", {"check": _positive}), ("batch_size", "int", {"check": _positive}),
                                ("l2_normalize", "bool", {}), ("local_files_only", "bool", {})):
-        value = read.get(emb, key, "embedding", kind, **options)
-        if value is not _ABSENT:
-            out[key] = value
+        read.get_into(out, emb, key, "embedding", kind, **options)
     return out
 
 
@@ -301,8 +292,9 @@ def _runtime(read: _Reader, raw: Dict) -> Dict[str, Any]:
         "gc_after_each_sample": _ignored("memory per row is bounded by the batch in this app"),
         "cuda_empty_cache": _ignored("memory per row is bounded by the batch in this app"),
     })
-    value = read.get(rt, "progress_bar", "runtime", "bool")
-    return {} if value is _ABSENT else {"progress_bar": value}
+    out: Dict[str, Any] = {}
+    read.get_into(out, rt, "progress_bar", "runtime", "bool")
+    return out
 
 
 def _shap_common(read: _Reader, raw: Dict, report: Report) -> Dict[str, Any]:
@@ -317,9 +309,7 @@ def _shap_common(read: _Reader, raw: Dict, report: Report) -> Dict[str, Any]:
         "reducer": read.get(shp, "reducer", "shap", "str", d["reducer"], choices=_values(Reducer)),
         "normalizer": read.get(shp, "normalizer", "shap", "str", d["normalizer"], choices=_values(Normalizer)),
     }
-    token_filter = read.get(shp, "token_filter", "shap", "str", choices=_values(TokenFilter))
-    if token_filter is not _ABSENT:
-        out["token_filter"] = token_filter
+    read.get_into(out, shp, "token_filter", "shap", "str", choices=_values(TokenFilter))
     if out["normalizer"] == "PowerShiftNormalizer":
         out["power"] = 1.0  # the original built PowerShiftNormalizer() with its default power
     out["estimand"] = "shapley"
@@ -331,8 +321,8 @@ def _warn_duplicate_runs(imp: Imported) -> None:
 
     seen: Dict[str, int] = {}
     for variant in imp.variants:
-        for run in variant.runs():
-            slug = run_slug(run)
+        for shap, _ in variant.expand():
+            slug = run_slug(shap)
             if slug in seen:
                 other = seen[slug]
                 where = "earlier in this variant" if other == variant.index else f"by experiments[{other}]"

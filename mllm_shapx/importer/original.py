@@ -2,18 +2,12 @@
 
 from __future__ import annotations
 
-import re
-from pathlib import Path
-
-CONF_DIR = Path(__file__).resolve().parent.parent.parent / "conf"
+from ..config import CONF_DIR, ExplainerType  # noqa: F401  (CONF_DIR: re-exported for the importer)
 
 ALIASES = {"mc": "limited_mc", "cc": "limited_cc", "neyman": "limited_neyman", "precise": "exact"}
-EXPLAINERS = ("exact", "limited_mc", "standard_mc", "limited_cc", "standard_cc", "limited_neyman",
-              "standard_neyman", "hierarchical")
+EXPLAINERS = tuple(member.value for member in ExplainerType)  # the original's, and this app's, in its order
 # The original's allowed inner / first-layer explainers of a hierarchical variant (no standard_mc).
 HIER_LAYER_TYPES = ("exact", "limited_mc", "limited_cc", "standard_cc", "limited_neyman", "standard_neyman")
-HUB_SUBSETS = ("single_sentence", "multi_sentence", "multi_lingual")
-SHA = re.compile(r"^[0-9a-f]{40}$")
 
 # The original's defaults, where they differ from this app's or decide what runs; written explicitly.
 ORIGINAL = {

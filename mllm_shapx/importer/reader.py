@@ -11,6 +11,8 @@ import json
 from dataclasses import dataclass, field
 from typing import Any, Callable, Dict, List, Mapping, Optional, Sequence, Tuple
 
+from ..config import MIN_GROUPS, is_budget_count, is_linear, is_unit_fraction
+
 _ABSENT = object()
 _BAD = object()
 
@@ -58,16 +60,17 @@ def _is_kind(value: Any, kind: str) -> bool:
             "float": isinstance(value, (int, float)), "bool": False}[kind]
 
 
+# The budget checks use the config's ranges (mllm_shapx.config), worded for the JSON.
 def _unit(v: float) -> Optional[str]:
-    return None if 0 < v <= 1 else "is outside (0, 1]"
+    return None if is_unit_fraction(v) else "is outside (0, 1]"
 
 
 def _linear(v: float) -> Optional[str]:
-    return None if 0 < v <= 10 else "is outside (0, 10]"
+    return None if is_linear(v) else "is outside (0, 10]"
 
 
 def _count(v: int) -> Optional[str]:
-    return None if v == -1 or v > 0 else "is neither a positive count nor -1 (minimal)"
+    return None if is_budget_count(v) else "is neither a positive count nor -1 (minimal)"
 
 
 def _positive(v: float) -> Optional[str]:
@@ -79,7 +82,7 @@ def _non_negative(v: float) -> Optional[str]:
 
 
 def _group_count(v: int) -> Optional[str]:
-    return None if v >= 2 else "is below 2 (hierarchical needs k >= 2 groups per level)"
+    return None if v >= MIN_GROUPS else "is below 2 (hierarchical needs k >= 2 groups per level)"
 
 
 def _not_empty(v: str) -> Optional[str]:
@@ -144,6 +147,12 @@ class _Reader:
         if key not in obj:
             return default
         return self.convert(obj[key], _join(path, key), kind, **options)
+
+    def get_into(self, out: Dict[str, Any], obj: Mapping, key: str, path: str, kind: str, **options) -> None:
+        """``out[key]`` = the converted value when ``obj`` has ``key``; otherwise ``out`` is left as it is."""
+        value = self.get(obj, key, path, kind, **options)
+        if value is not _ABSENT:
+            out[key] = value
 
     def get_list(self, obj: Mapping, key: str, path: str, kind: str, *, check: Optional[Callable] = None,
                  where: Optional[str] = None) -> Any:

@@ -9,8 +9,10 @@ from __future__ import annotations
 import itertools
 import json
 from dataclasses import dataclass
-from typing import Any, Dict, List, Optional, Sequence, Tuple
+from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 
+from ..estimators import BUDGET_FREE
+from ..naming import hier_slug_part
 from .original import ALIASES, EXPLAINERS, HIER_FIELDS, HIER_IGNORED, HIER_LAYER_TYPES, ORIGINAL
 from .reader import _BAD, Report, _count, _group_count, _ignored, _join, _json_type, _linear, _Reader, _unit
 
@@ -26,13 +28,17 @@ class Variant:
     commands: List[Sweep]
     stem: str = ""
 
-    def runs(self) -> List[Dict[str, Any]]:
-        """Every planned run's full shap values, in the original expander's order."""
+    def expand(self) -> List[Tuple[Dict[str, Any], Dict[str, Any]]]:
+        """Every planned run, in the original expander's order: (its full shap values, the values its
+        command sets on the command line, in the command's order)."""
         out = []
         for sweep in self.commands:
             keys = [key for key, _ in sweep]
+            swept = {key for key, _ in self.swept(sweep)}
             for combo in itertools.product(*(values for _, values in sweep)):
-                out.append({**self.shap, "explainer_type": self.explainer, **dict(zip(keys, combo))})
+                values = dict(zip(keys, combo))
+                out.append(({**self.shap, "explainer_type": self.explainer, **values},
+                            {key: value for key, value in values.items() if key in swept}))
         return out
 
     def swept(self, sweep: Sweep) -> Sweep:
@@ -42,6 +48,13 @@ class Variant:
 
 VARIANT_KEYS = ("explainer_type", "name", "num_samples", "fractions", "linear", "hierarchical",
                 *(f"hierarchical_{name}" for name in HIER_FIELDS))
+
+
+def _hier_ignored(prefix: str) -> Dict[str, Callable[[Any], Optional[str]]]:
+    """The original's hierarchical names its parser never read (as ``prefix + name``), each with its warning."""
+    return {f"{prefix}{one}": _ignored(f"the original reads '{prefix}{many}'; this value is not imported" if many
+                                       else "the original never read it; not imported")
+            for one, many in HIER_IGNORED.items()}
 
 
 def _variants(read: _Reader, raw: Dict, shap_common: Dict[str, Any], report: Report) -> List[Variant]:
@@ -81,9 +94,7 @@ def _variant(read: _Reader, entry: Dict, path: str, index: int, shap_common: Dic
     n_errors = len(report.errors)
     read.keys(entry, path, VARIANT_KEYS, {
         "fraction": _ignored("the original reads the list 'fractions'; this value is not imported"),
-        **{f"hierarchical_{one}": _ignored(f"the original reads 'hierarchical_{many}'; this value is not imported"
-                                           if many else "the original never read it; not imported")
-           for one, many in HIER_IGNORED.items()},
+        **_hier_ignored("hierarchical_"),
     })
     if "explainer_type" in entry:
         explainer = _explainer(read, entry["explainer_type"], f"{path}.explainer_type", EXPLAINERS)
@@ -109,7 +120,7 @@ def _variant(read: _Reader, entry: Dict, path: str, index: int, shap_common: Dic
 
     shap: Dict[str, Any] = {**shap_common, "name": name, "num_samples": None, "fraction": None, "linear": None}
     json_key = {"num_samples": "num_samples", "fraction": "fractions", "linear": "linear"}
-    if explainer in ("exact", "hierarchical"):
+    if explainer in BUDGET_FREE:
         for key, values in lists.items():
             if values:
                 report.warn(f"{path}.{json_key[key]}", f"ignored: {explainer} takes no budget list (the original "
@@ -131,7 +142,7 @@ def _variant(read: _Reader, entry: Dict, path: str, index: int, shap_common: Dic
         report.warn(path, "the original's MC estimated Banzhaf values (uniform masks, difference of means); "
                           "imported as Shapley (shap.estimand=shapley) — append shap.estimand=banzhaf to the "
                           "commands to reproduce the original's estimand")
-    for key, values in (commands[0] if commands else []):
+    for key, values in commands[0]:
         shap[key] = values[0]
     return Variant(index=index, name=name, explainer=explainer, shap=shap, commands=commands)
 
@@ -140,10 +151,7 @@ def _hierarchical_fields(read: _Reader, entry: Dict, path: str, report: Report) 
     """Hierarchical sweeps from the nested block or the flat keys (flat wins, as in the original)."""
     block_path = f"{path}.hierarchical"
     block = read.section(entry, "hierarchical", path)
-    read.keys(block, block_path, HIER_FIELDS, {
-        one: _ignored(f"the original reads '{many}'; this value is not imported" if many else
-                      "the original never read it; not imported")
-        for one, many in HIER_IGNORED.items()})
+    read.keys(block, block_path, HIER_FIELDS, _hier_ignored(""))
     found: Dict[str, Tuple[str, Any]] = {}
     for name in HIER_FIELDS:
         flat = f"hierarchical_{name}"
@@ -176,11 +184,12 @@ def _hierarchical_fields(read: _Reader, entry: Dict, path: str, report: Report) 
             value = read.get_list(source, key, where, "float", check=_unit, where=at)
             raw_list = source[key]
             if isinstance(raw_list, list):
-                tag = {"importance_min_fractions": "imp", "shap_fractions": "frac"}.get(name, "flfrac")
+                shap_key = name[:-1]  # shap_fractions -> shap_fraction, importance_min_fractions -> ...
                 for i, item in enumerate(raw_list):
                     if isinstance(item, int) and not isinstance(item, bool):
                         report.warn(f"{at}[{i}]", f"integer {item}: the original named the run directory with "
-                                                  f"'{tag}{item}', this app with '{tag}{item}_0' (a fraction is a "
+                                                  f"'{hier_slug_part(shap_key, item)}', this app with "
+                                                  f"'{hier_slug_part(shap_key, float(item))}' (a fraction is a "
                                                   "number): write it as a float to keep the name")
         found[name] = (at, value)
     return found

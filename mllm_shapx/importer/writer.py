@@ -103,7 +103,7 @@ def _escape(value: Any) -> Any:
 
 
 def render(imp: Imported, variant: Variant, config_dir: Optional[Path]) -> str:
-    runs = len(variant.runs())
+    runs = len(variant.expand())
     lines = [
         "# @package _global_",
         _marker(imp, variant),
