@@ -94,6 +94,12 @@ def remove_stale_temp_files(folder: Path) -> None:
             tmp.unlink(missing_ok=True)
 
 
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
 def atomic_write_json(path: Path, obj: Any) -> None:
     text = json.dumps(_clean(obj), indent=2, ensure_ascii=False, allow_nan=False)
     atomic_write_bytes(path, text.encode("utf-8"))
@@ -105,6 +111,7 @@ def atomic_write_bytes(path: Path, data: bytes) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.{_WRITER}.", suffix=".tmp", dir=path.parent)
     try:
+        os.fchmod(fd, 0o666 & ~_umask())  # mkstemp makes 0600; results are shared like any other file
         with os.fdopen(fd, "wb") as handle:
             handle.write(data)
             handle.flush()

@@ -243,3 +243,17 @@ def test_temporary_files_of_killed_writers_are_removed_on_resume(cfg_for, tmp_pa
     foreign.write_text("{}")
     run(cfg_for(), out)
     assert not stale.exists() and foreign.exists()  # another host's writer may still be alive
+
+
+def test_written_files_get_the_usual_permissions(tmp_path):
+    """Atomic writes go through mkstemp (0600); the result must be readable like any file the user writes."""
+    import os
+
+    from mllm_shapx.artifacts import atomic_write_json
+
+    old = os.umask(0o022)
+    try:
+        atomic_write_json(tmp_path / "shared.json", {"a": 1})
+    finally:
+        os.umask(old)
+    assert (tmp_path / "shared.json").stat().st_mode & 0o777 == 0o644

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import re
 import shlex
 from pathlib import Path
@@ -10,6 +9,7 @@ from typing import Any, Dict, List, Optional, Sequence
 
 import yaml
 
+from ..artifacts import atomic_write_bytes
 from .legacy import Imported
 from .original import CONF_DIR
 from .variants import Sweep, Variant
@@ -120,17 +120,10 @@ def render(imp: Imported, variant: Variant, config_dir: Optional[Path]) -> str:
     return "\n".join(lines) + "\n" + text
 
 
-def _write(path: Path, text: str) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(text, encoding="utf-8")
-    os.replace(tmp, path)
-
-
 def write(imports: Sequence[Imported], experiment_dir: Path, config_dir: Optional[Path],
           quiet: bool = False) -> List[Path]:
     assign_names(imports, experiment_dir, quiet)
     files = [(experiment_dir / f"{v.stem}.yaml", render(imp, v, config_dir)) for imp in imports for v in imp.variants]
     for path, text in files:
-        _write(path, text)
+        atomic_write_bytes(path, text.encode("utf-8"))
     return [path for path, _ in files]
