@@ -318,15 +318,15 @@ def decode_wav(data: bytes) -> tuple[np.ndarray, int]:
 
 def count_explainable_tokens(tokenizer: Any, texts: str | Iterable[str], token_filter: str = "exclude_punctuation") -> int:
     """Explainable tokens of the prompt text(s): each text tokenized on its own without special
-    tokens, each token decoded on its own and kept if ``is_explainable``; summed over the texts."""
-    from .tokens import is_explainable
+    tokens, each token decoded on its own and kept if explainable; summed over the texts."""
+    from .tokens import explainable_positions
 
     if isinstance(texts, str):
         texts = [texts]
     total = 0
     for text in texts:
         ids = tokenizer(text, add_special_tokens=False)["input_ids"]
-        total += sum(1 for i in ids if is_explainable(tokenizer.decode([i]), token_filter))
+        total += len(explainable_positions(tokenizer, ids, range(len(ids)), token_filter))
     return total
 
 
